@@ -28,7 +28,7 @@ func init() {
 
 const appUsage = `switchyard app upload FILE --name N --version V --key KEYID (--signature B64 | --signature-file F) [--models A920,P400] [--kinds pos,mpos]
 switchyard app list [--json]
-switchyard app publish --group G --app N --version V [--percent P] [--min-version V] [--merchants ..] [--merchant-groups ..] [--tiers ..] [--regions ..] [--models ..] [--kinds ..] [--terminals ..] [--reason TEXT]
+switchyard app publish --group G --app N --version V [--percent P] [--min-version V] [--merchants ..] [--merchant-groups ..] [--tiers ..] [--regions ..] [--models ..] [--kinds ..] [--terminals ..] [--allow-unknown-targets] [--reason TEXT]
 switchyard app withdraw --group G [--rollback] [--reason TEXT]
 switchyard app status [--group G] [--json]          (the rollout: terminals per version, failures)
 switchyard app groups [--json]
@@ -156,6 +156,7 @@ func runApp(env *Env, args []string) int {
 		fs.StringVar(&r.Version, "version", "", "package version")
 		fs.Float64Var(&r.Target.Percent, "percent", 0, "share of the group's terminals offered the release, 0 < p <= 100 (default 100)")
 		fs.StringVar(&r.MinVersion, "min-version", "", "the group's minimum version (older applications are declined 58)")
+		fs.BoolVar(&r.AllowUnknownTargets, "allow-unknown-targets", false, "let --merchants and --terminals name IDs not registered (yet): for terminals to be registered later (else refused)")
 		lists := map[string]*string{}
 		for _, k := range []string{"merchants", "merchant-groups", "tiers", "regions", "models", "kinds", "terminals"} {
 			lists[k] = fs.String(k, "", "select terminals by "+k+" (comma-separated)")
@@ -252,6 +253,14 @@ func runApp(env *Env, args []string) int {
 			}
 			if ro.OtherApp > 0 {
 				fmt.Fprintf(env.Stdout, "  running another application: %d\n", ro.OtherApp)
+			}
+			if ro.OtherVersion > 0 {
+				// Installation reports naming another version than the package
+				// their download token was for: counted by version, not on the release.
+				fmt.Fprintf(env.Stdout, "  reported installing another version than their token's package: %d (not counted on the release)\n", ro.OtherVersion)
+				for _, r := range ro.OtherVersions {
+					fmt.Fprintf(env.Stdout, "  other version: %s reported %s, its token was for %s\n", esc(r.Terminal), esc(r.Version), esc(r.TokenVersion))
+				}
 			}
 			for _, f := range ro.Failed {
 				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", esc(f.Terminal), esc(f.Failed.Version), kit.LocalTime(f.Failed.At, loc), esc(f.Failed.Detail))
@@ -351,14 +360,21 @@ func runApp(env *Env, args []string) int {
 func printGroups(env *Env, gs []apps.Group, loc *time.Location) {
 	var rows [][]string
 	for _, g := range gs {
-		row := []string{g.Name, "none (withdrawn)", "-", "-", "-", "-", "-", "-"}
+		row := []string{g.Name, "none (withdrawn)", "-", "-", "-", "-", "-", "-", "-"}
 		if r := g.Current; r != nil {
-			row = []string{g.Name, r.App + "@" + r.Version, targetText(&r.Target), dash(r.MinVersion), dash(r.Change),
+			// How many registered terminals the target matches now: 0 is a
+			// release that reaches nobody (IDs to be registered later, or a
+			// selector that matches no terminal).
+			matches := strconv.Itoa(g.Matches)
+			if r.AllowUnknownTargets {
+				matches += " (unknown IDs allowed)"
+			}
+			row = []string{g.Name, r.App + "@" + r.Version, targetText(&r.Target), matches, dash(r.MinVersion), dash(r.Change),
 				kit.LocalTime(r.PublishedAt, loc), dash(r.RequestedBy), dash(r.ApprovedBy)}
 		}
 		rows = append(rows, append(row, strconv.Itoa(len(g.History)), strconv.Itoa(len(g.Withdrawn))))
 	}
-	kit.Table(env.Stdout, "GROUP\tRELEASE\tTARGET\tMINIMUM\tCHANGE\tPUBLISHED\tREQUESTED BY\tAPPROVED BY\tEARLIER\tWITHDRAWN", rows)
+	kit.Table(env.Stdout, "GROUP\tRELEASE\tTARGET\tTERMINALS\tMINIMUM\tCHANGE\tPUBLISHED\tREQUESTED BY\tAPPROVED BY\tEARLIER\tWITHDRAWN", rows)
 }
 
 // targetText says which terminals a release is offered to.

@@ -227,3 +227,53 @@ func TestAppPublishPercentZeroRefused(t *testing.T) {
 		t.Fatalf("app publish --percent 10: exit %d %s, requested %+v", code, errs, posted)
 	}
 }
+
+// TestAppUnknownTargetsAndOtherVersions: app publish --allow-unknown-targets
+// sends allow_unknown_targets (without it, none); app groups shows how many
+// registered terminals a release's target matches, and that unknown IDs were
+// allowed; app status shows the terminals that reported installing another
+// version than their token's package, which are not counted on the release.
+func TestAppUnknownTargetsAndOtherVersions(t *testing.T) {
+	var posted []apps.PublishRequest
+	groups := []apps.Group{{Name: "later", Matches: 0, Current: &apps.Release{Group: "later", App: "demo-pay", Version: "2.1",
+		Target: apps.Target{Terminals: []string{"T0009999"}}, AllowUnknownTargets: true, Change: "CHG-3"}}}
+	ros := []apps.Rollout{{Group: "pay", Terminals: 2, Current: &apps.Release{App: "demo-pay", Version: "2.1", Change: "CHG-1"},
+		Versions: map[string]int{"2.1": 1, "9.9": 1}, OnRelease: 1, OtherVersion: 1,
+		OtherVersions: []apps.Report{{Terminal: "T0000002", App: "demo-pay", Version: "9.9", TokenVersion: "2.1"}}}}
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == "POST":
+			var req apps.PublishRequest
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				t.Errorf("POST body: %v", err)
+			}
+			posted = append(posted, req)
+			w.WriteHeader(http.StatusAccepted)
+			_ = json.NewEncoder(w).Encode(registry.Change{ID: "CHG-8", Op: apps.OpPublish, Target: "later", Status: registry.ChangePending})
+		case r.URL.Path == "/api/v1/apps/groups":
+			_ = json.NewEncoder(w).Encode(groups)
+		default:
+			_ = json.NewEncoder(w).Encode(ros)
+		}
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	publish := []string{"app", "publish", "--group", "later", "--app", "demo-pay", "--version", "2.1", "--terminals", "T0009999"}
+	if code, _, errs := runCLI(t, vars, publish...); code != 0 || len(posted) != 1 || posted[0].AllowUnknownTargets {
+		t.Fatalf("app publish: exit %d %s, requested %+v", code, errs, posted)
+	}
+	if code, _, errs := runCLI(t, vars, append(publish, "--allow-unknown-targets")...); code != 0 || len(posted) != 2 || !posted[1].AllowUnknownTargets {
+		t.Fatalf("app publish --allow-unknown-targets: exit %d %s, requested %+v", code, errs, posted)
+	}
+	code, out, errs := runCLI(t, vars, "app", "groups")
+	if code != 0 || !strings.Contains(out, "TERMINALS") || !strings.Contains(out, "0 (unknown IDs allowed)") {
+		t.Fatalf("app groups: exit %d, lacks the matching terminals:\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, vars, "app", "status")
+	for _, want := range []string{"on the release 1,", "reported installing another version than their token's package: 1",
+		"other version: T0000002 reported 9.9, its token was for 2.1\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("app status: exit %d, lacks %q:\n%s%s", code, want, out, errs)
+		}
+	}
+}

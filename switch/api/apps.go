@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -51,9 +53,9 @@ func (a *api) appRoutes() {
 	})
 	h("GET /api/v1/apps/groups", readers, func(*http.Request, admin.Principal) (any, error) { return m.Groups(), nil })
 	h("POST /api/v1/apps/publish", op, func(r *http.Request, p admin.Principal) (any, error) {
-		var req apps.PublishRequest
-		if err := admin.ReadJSON(r, &req); err != nil {
-			return nil, badRequest("%v", err)
+		req, err := readPublish(r)
+		if err != nil {
+			return nil, err
 		}
 		return requested(m.RequestPublish(actor(p), req))
 	})
@@ -67,6 +69,36 @@ func (a *api) appRoutes() {
 	h("GET /api/v1/apps/rollout", readers, func(r *http.Request, _ admin.Principal) (any, error) {
 		return m.Rollouts(r.URL.Query().Get("group"))
 	})
+}
+
+// readPublish reads the body of POST /api/v1/apps/publish. A target without
+// "percent" (or with null) publishes to all the terminals it selects, as before;
+// an explicit "percent": 0 is refused (400). Until the fifth release of 6
+// December 2026 it was read as 100, so a client that sent 0 to hold a rollout
+// back published the release to every terminal of the group (the CLI's
+// --percent 0 is refused for the same reason). apps.Target.Percent cannot tell
+// the two apart (0 is also how the Go API and the stored changes say "all"), so
+// the body is read twice: into the request, and for the field's presence.
+func readPublish(r *http.Request) (apps.PublishRequest, error) {
+	var req apps.PublishRequest
+	var raw json.RawMessage
+	if err := admin.ReadJSON(r, &raw); err != nil {
+		return req, badRequest("%v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, badRequest("request body: %v", err)
+	}
+	var given struct {
+		Target struct {
+			Percent *float64 `json:"percent"`
+		} `json:"target"`
+	}
+	if json.Unmarshal(raw, &given) == nil && given.Target.Percent != nil && *given.Target.Percent == 0 {
+		return req, badRequest("rollout group %s: target.percent 0 would publish to nobody, which a publication cannot do: omit \"percent\" to publish to all the terminals the target selects, or give more than 0 and at most 100 (until the fifth release of 6 December 2026, 0 was read as 100)", req.Group)
+	}
+	return req, nil
 }
 
 // requested answers a change requested for review with 202.

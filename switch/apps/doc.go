@@ -36,7 +36,9 @@
 // matching terminals are ordered by SHA-256 of "group/TID", and the first
 // round(N x percent / 100) of them are offered the release, so 10% of 200
 // terminals is 20 terminals, the same 20 at every start, and raising the
-// percentage keeps them. The group's minimum version applies to all of its
+// percentage keeps them. The merchant and terminal IDs a target names must be
+// registered and not closed, at the request and at the approval, unless the
+// publication allows unknown targets (unknownTargets). The group's minimum version applies to all of its
 // terminals (not only those offered); the registry's Check holds each to the
 // higher of it and the terminal's own MinAppVersion (58 app-version-low, as
 // before), so a rollout never lowers a floor set on a terminal. Check asks the
@@ -63,5 +65,7 @@
 // holds it is that terminal for that one package. The download, GET
 // /apps/v1/download/{tid}/{sha256} with "Authorization: Bearer TOKEN", is served
 // by http.ServeContent (Range requests: a broken download resumes where it
-// stopped); POST /apps/v1/report/{tid} reports an installation's outcome.
+// stopped); POST /apps/v1/report/{tid} reports an installation's outcome, bound
+// to the token's package: a version that is not of it (OfRelease) is recorded
+// but counted as another version, never on the release (Report.TokenVersion).
 package apps

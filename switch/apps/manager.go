@@ -444,13 +444,19 @@ func (m *Manager) Keys() []*SigningKey {
 	return out
 }
 
-// Groups returns the rollout groups, by name.
+// Groups returns the rollout groups, by name, each with the number of registered
+// terminals its current release's target matches (Group.Matches).
 func (m *Manager) Groups() []*Group {
+	a := m.asg.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]*Group, 0, len(m.st.groups))
 	for _, g := range m.st.groups {
-		out = append(out, g)
+		c := *g // the state's groups are shared: a copy takes Matches
+		if c.Current != nil {
+			c.Matches = len(a.members[g.Name])
+		}
+		out = append(out, &c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -588,6 +594,11 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 			return registry.ChangeEffect{}, invalidf("group %s: kind %q: want pos, mpos or softpos", r.Group, k)
 		}
 	}
+	if !r.AllowUnknownTargets {
+		if err := m.unknownTargets(r); err != nil {
+			return registry.ChangeEffect{}, err
+		}
+	}
 	st, err := m.approvedState()
 	if err != nil {
 		return registry.ChangeEffect{}, err
@@ -624,6 +635,46 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 		ce.Before = mustJSON(g.Current)
 	}
 	return ce, nil
+}
+
+// unknownTargets refuses publication r when its target names merchant or
+// terminal IDs the registry does not know, or knows as closed (closing is final:
+// a closed merchant's or terminal's ID selects no terminal either), listing
+// them. checkPublish runs at the request and again at the approval, so an ID
+// closed between the two is refused at the approval. Until the fifth release of
+// 6 December 2026 they were taken as given: a typo selected no terminal, silently,
+// and the rollout looked as if it was going. PublishRequest.AllowUnknownTargets
+// skips the check, for terminals to be registered later.
+func (m *Manager) unknownTargets(r PublishRequest) error {
+	var bad []string
+	seen := map[string]bool{}
+	for _, id := range r.Target.Merchants {
+		if seen["m"+id] {
+			continue
+		}
+		seen["m"+id] = true
+		if mc, ok := m.reg.Merchant(id); !ok {
+			bad = append(bad, "merchant "+id+" (not registered)")
+		} else if mc.Status == registry.MerchantClosed {
+			bad = append(bad, "merchant "+id+" (closed)")
+		}
+	}
+	for _, id := range r.Target.Terminals {
+		if seen["t"+id] {
+			continue
+		}
+		seen["t"+id] = true
+		if t, ok := m.reg.Terminal(id); !ok {
+			bad = append(bad, "terminal "+id+" (not registered)")
+		} else if t.Status == registry.TerminalClosed {
+			bad = append(bad, "terminal "+id+" (closed)")
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return invalidf("group %s: the target names IDs that select no terminal: %s; correct them, or publish with --allow-unknown-targets (\"allow_unknown_targets\": true) for terminals to be registered later",
+		r.Group, strings.Join(bad, ", "))
 }
 
 func (m *Manager) checkWithdraw(c *registry.Change) (registry.ChangeEffect, error) {

@@ -72,7 +72,13 @@ type PublishRequest struct {
 	// MinVersion, when set, is the group's minimum version: older applications on the
 	// group's terminals are declined 58 app-version-low. At most Version.
 	MinVersion string `json:"min_version,omitempty"`
-	Reason     string `json:"reason,omitempty"`
+	// AllowUnknownTargets lets Target name merchant and terminal IDs the registry
+	// does not know (yet): for terminals to be registered later. Without it such
+	// IDs are refused, at the request and again at the approval (checkPublish,
+	// unknownTargets): a typo would reach no terminal, silently. It is recorded in
+	// the change, and on the release.
+	AllowUnknownTargets bool   `json:"allow_unknown_targets,omitempty"`
+	Reason              string `json:"reason,omitempty"`
 }
 
 // WithdrawRequest is the body of POST /api/v1/apps/withdraw: stop Group's current
@@ -102,11 +108,14 @@ type Release struct {
 	// the publication was requested; nil for a publication requested before 6
 	// December 2026. A node without the package (packages are per node) selects
 	// the group's terminals with it, so that the group's minimum holds there too.
-	Runs        *Runs     `json:"runs,omitempty"`
-	Change      string    `json:"change"` // the approved change that published it
-	PublishedAt time.Time `json:"published_at"`
-	RequestedBy string    `json:"requested_by"`
-	ApprovedBy  string    `json:"approved_by"`
+	Runs *Runs `json:"runs,omitempty"`
+	// AllowUnknownTargets says the publication was requested with merchant or
+	// terminal IDs allowed that the registry did not know (PublishRequest).
+	AllowUnknownTargets bool      `json:"allow_unknown_targets,omitempty"`
+	Change              string    `json:"change"` // the approved change that published it
+	PublishedAt         time.Time `json:"published_at"`
+	RequestedBy         string    `json:"requested_by"`
+	ApprovedBy          string    `json:"approved_by"`
 }
 
 // Runs is what a package runs on: the models and kinds of its signed statement
@@ -124,8 +133,14 @@ func runsOf(p *Package) *Runs {
 // Group is a rollout group: its current release (nil after a withdrawal without a
 // previous release) and the earlier ones, oldest first.
 type Group struct {
-	Name      string     `json:"name"`
-	Current   *Release   `json:"current,omitempty"`
+	Name    string   `json:"name"`
+	Current *Release `json:"current,omitempty"`
+	// Matches is how many registered terminals (not closed) the current
+	// release's target selects now, among those its package runs on: the
+	// group's terminals at its last resolution (Refresh: at each approval, upload
+	// and apps.refresh_interval), offered or not. 0 for a target whose IDs name
+	// no terminal yet. Set by Manager.Groups, not stored.
+	Matches   int        `json:"matches"`
 	History   []*Release `json:"history,omitempty"`
 	Withdrawn []*Release `json:"withdrawn,omitempty"`
 }
@@ -170,7 +185,7 @@ func (s *state) apply(c *registry.Change) {
 			g.History = append(g.History, g.Current)
 		}
 		g.Current = &Release{Group: pr.Group, App: pr.App, Version: pr.Version, SHA256: sum, Target: pr.Target,
-			MinVersion: pr.MinVersion, Runs: pp.Runs, Change: c.ID, PublishedAt: at, RequestedBy: c.RequestedBy, ApprovedBy: c.ReviewedBy}
+			MinVersion: pr.MinVersion, Runs: pp.Runs, AllowUnknownTargets: pr.AllowUnknownTargets, Change: c.ID, PublishedAt: at, RequestedBy: c.RequestedBy, ApprovedBy: c.ReviewedBy}
 	case OpWithdraw:
 		var wr WithdrawRequest
 		if json.Unmarshal(c.Ext, &wr) != nil {

@@ -45,9 +45,39 @@ type Report struct {
 	// application was not recorded with it: which application it is of is not
 	// known. Rollouts counts it under each of the terminal's groups, as before,
 	// and says how many (Rollout.Unrecorded), until the terminal reports again.
-	AppUnrecorded bool      `json:"app_unrecorded,omitempty"`
-	ReportedAt    time.Time `json:"reported_at"`
-	Failed        *Failure  `json:"failed,omitempty"` // the last failed installation, until one succeeds
+	AppUnrecorded bool `json:"app_unrecorded,omitempty"`
+	// TokenVersion is set when the last installation report (status installed)
+	// named a version that is not of the package its download token was for
+	// (OfRelease): it is that package's version, and Version is what the
+	// terminal claimed. The claim is recorded, but a rollout counts it as
+	// another version (Rollout.OtherVersion), never as on the release, until the
+	// terminal reports another version (an AV at sign-on or echo, or an
+	// installation report matching its token). Until the fifth release of 6
+	// December 2026 any version claimed was counted.
+	TokenVersion string    `json:"token_version,omitempty"`
+	ReportedAt   time.Time `json:"reported_at"`
+	Failed       *Failure  `json:"failed,omitempty"` // the last failed installation, until one succeeds
+}
+
+// OfRelease reports whether version v, as a terminal reports it, is of release
+// version rel (docs/apps.md, Rollout): equal as versions compare (part by part
+// as numbers, missing parts 0, leading zeros ignored: 2.1 = 2.1.0 = 2.01), or rel
+// followed by more parts, a build number (2.1.0.345 is of 2.1.0). The release's
+// parts are the prefix: 2.1.5 is of a release 2.1, not of 2.1.0; publish
+// versions with every part but the build number.
+func OfRelease(v, rel string) bool {
+	rp, err := registry.ParseVersion(rel)
+	if err != nil {
+		return false
+	}
+	vp, err := registry.ParseVersion(v)
+	if err != nil {
+		return false
+	}
+	if len(vp) > len(rp) {
+		vp = vp[:len(rp)]
+	}
+	return registry.CompareParts(vp, rp) == 0
 }
 
 // Failure is a failed installation a terminal reported.
@@ -112,6 +142,9 @@ func (m *Manager) offer(tid, app string, attested bool, appVersion string, now t
 	if appVersion != "" && validVersion(appVersion) {
 		m.record(tid, func(r *Report) {
 			app = recordApp(r, app, attested)
+			if r.Version != appVersion {
+				r.TokenVersion = "" // another version: the terminal's own word, as every AV
+			}
 			r.Version, r.AppUnrecorded = appVersion, false
 			if r.Failed != nil && cmp(appVersion, r.Failed.Version) >= 0 {
 				r.Failed = nil
@@ -170,7 +203,7 @@ func (m *Manager) record(tid string, fn func(*Report), now time.Time) {
 	fn(r)
 	r.ReportedAt = now.UTC()
 	m.reports[tid] = r
-	changed := old == nil || old.Version != r.Version || old.App != r.App || old.AppAttested != r.AppAttested || old.AppUnrecorded != r.AppUnrecorded || (old.Failed == nil) != (r.Failed == nil) ||
+	changed := old == nil || old.Version != r.Version || old.TokenVersion != r.TokenVersion || old.App != r.App || old.AppAttested != r.AppAttested || old.AppUnrecorded != r.AppUnrecorded || (old.Failed == nil) != (r.Failed == nil) ||
 		(old.Failed != nil && r.Failed != nil && *old.Failed != *r.Failed)
 	store := changed || now.Sub(m.stored[tid]) >= reportStoreEvery
 	if store {
@@ -312,11 +345,21 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := strings.ToLower(rr.SHA256)
-	app := m.appOf(sum)
+	var app, tokenVersion string
+	if pkg := m.packageOf(sum); pkg != nil {
+		app = pkg.Name
+		if rr.Status == "installed" && !OfRelease(rr.Version, pkg.Version) {
+			// The token is for pkg: a terminal that says it installed another
+			// version is recorded as it says, but not counted on the release.
+			tokenVersion = pkg.Version
+			m.log.Warn().Str("tid", tid).Str("version", rr.Version).Str("package", pkg.Ref()).
+				Msg("apps: terminal reports installing another version than the package its download token is for: recorded, counted as another version")
+		}
+	}
 	switch rr.Status {
 	case "installed":
 		m.record(tid, func(p *Report) {
-			p.Version, p.Failed = rr.Version, nil
+			p.Version, p.Failed, p.TokenVersion = rr.Version, nil, tokenVersion
 			if app != "" {
 				// The package the switch offered this terminal (for the
 				// application recorded, attested or not): another one's
@@ -358,21 +401,22 @@ func (m *Manager) standing(tid string) error {
 	return nil
 }
 
-// appOf returns the name of the package with SHA-256 sum: the application an
-// installation report (whose token is for that package) is of; "" when this node
-// has no such package.
-func (m *Manager) appOf(sum string) string {
+// packageOf returns the package with SHA-256 sum, the one an installation
+// report's token is for: its name is the application the report is of, its
+// version the one the report must name (OfRelease); nil when this node has no
+// such package (the report is then recorded as the terminal says).
+func (m *Manager) packageOf(sum string) *Package {
 	if p := m.asg.Load().pkgs[sum]; p != nil {
-		return p.Name
+		return p
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range m.pkgs {
 		if p.SHA256 == sum {
-			return p.Name
+			return p
 		}
 	}
-	return ""
+	return nil
 }
 
 // maxDetail bounds the text a terminal reports with a failed installation.
@@ -434,12 +478,18 @@ type Rollout struct {
 	OtherApp int `json:"other_app,omitempty"`
 	// Unrecorded is how many of Versions are reports stored before 6 December
 	// 2026 without their application (Report.AppUnrecorded), counted as before.
-	Unrecorded int       `json:"unrecorded,omitempty"`
-	OnRelease  int       `json:"on_release"`       // running the application, at or above the current release
-	BelowMin   int       `json:"below_min"`        // below the group minimum (declined 58)
-	Failures   int       `json:"failures"`         // last installation (of this application) failed
-	Failed     []Report  `json:"failed,omitempty"` // the first 100 of them
-	ComputedAt time.Time `json:"computed_at"`
+	Unrecorded int `json:"unrecorded,omitempty"`
+	// OtherVersion is how many of Versions last reported installing a version
+	// that is not of the package their download token was for
+	// (Report.TokenVersion): counted by the version they claim, never in
+	// OnRelease. OtherVersions are the first 100 of them.
+	OtherVersion  int       `json:"other_version,omitempty"`
+	OtherVersions []Report  `json:"other_versions,omitempty"`
+	OnRelease     int       `json:"on_release"`       // running the application, at or above the current release
+	BelowMin      int       `json:"below_min"`        // below the group minimum (declined 58)
+	Failures      int       `json:"failures"`         // last installation (of this application) failed
+	Failed        []Report  `json:"failed,omitempty"` // the first 100 of them
+	ComputedAt    time.Time `json:"computed_at"`
 }
 
 // Rollouts returns the rollout of each group (only group if not "").
@@ -501,7 +551,12 @@ func (ro *Rollout) count(rep Report, apps []string) {
 		if rep.AppUnrecorded {
 			ro.Unrecorded++
 		}
-		if cmp(v, cur.Version) >= 0 {
+		if rep.TokenVersion != "" {
+			ro.OtherVersion++
+			if len(ro.OtherVersions) < 100 {
+				ro.OtherVersions = append(ro.OtherVersions, rep)
+			}
+		} else if cmp(v, cur.Version) >= 0 {
 			ro.OnRelease++
 		}
 	}

@@ -46,6 +46,11 @@ func TestAppAndTaskCLI(t *testing.T) {
 	if out, _ := f.cli(tokOperator, "app", "list"); !strings.Contains(out, "demo-pay") || strings.Count(out, "\n") != 2 {
 		t.Fatalf("app list: %s", out)
 	}
+	// A terminal ID the registry does not know (a typo) is refused, listed.
+	if out, code := f.cli(tokOperator, "app", "publish", "--group", "pilot", "--app", "demo-pay", "--version", "1.1.0", "--terminals", "T0000001,T000000l"); code == 0 ||
+		!strings.Contains(out, "terminal T000000l (not registered)") {
+		t.Fatalf("publish to an unknown terminal: %d %s, want refused naming it", code, out)
+	}
 	f.requestAndApprove("app", "publish", "--group", "pilot", "--app", "demo-pay", "--version", "1.1.0", "--terminals", "T0000001", "--min-version", "1.0.0")
 
 	// The offer comes at sign-on: T0000001 has no MAC key, so its echo, which
@@ -67,12 +72,12 @@ func TestAppAndTaskCLI(t *testing.T) {
 	}
 	// app groups: a table for people; --json, the groups as the API has them.
 	out, code = f.cli(tokOperator, "app", "groups")
-	if code != 0 || !strings.HasPrefix(out, "GROUP") || !strings.Contains(out, "demo-pay@1.1.0") || !strings.Contains(out, "terminals=T0000001") {
+	if code != 0 || !strings.HasPrefix(out, "GROUP") || !strings.Contains(out, "demo-pay@1.1.0") || !strings.Contains(out, "terminals=T0000001") || !strings.Contains(out, "TERMINALS") {
 		t.Fatalf("app groups: %d %s", code, out)
 	}
 	var groups []apps.Group
 	if out, code = f.cli(tokOperator, "app", "groups", "--json"); code != 0 || json.Unmarshal([]byte(out), &groups) != nil ||
-		len(groups) != 1 || groups[0].Current == nil || groups[0].Current.Version != "1.1.0" {
+		len(groups) != 1 || groups[0].Current == nil || groups[0].Current.Version != "1.1.0" || groups[0].Matches != 1 {
 		t.Fatalf("app groups --json: %d %s", code, out)
 	}
 	parts := strings.SplitN(r.DE48[5:], ":", 4)
