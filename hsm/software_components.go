@@ -24,8 +24,21 @@ type ComponentExporter interface {
 var _ ComponentExporter = (*Software)(nil)
 
 // ExportComponents implements ComponentExporter: n-1 random components and the last
-// one the key XOR them. Only keys exportable in the clear form (TR-31 exportability
-// S, as for ECB export) may be split.
+// one the key XOR them. A key of TR-31 exportability E or S may be split, one of N
+// may not.
+//
+// Why E suffices (and S is not required, unlike ECB export, checkExport): ANSI
+// X9.143 (TR-31) header byte 11 defines E as "exportable under a KEK in a form
+// meeting the requirements of X9.24 Parts 1 or 2", S as "exportable under a KEK in
+// a form not necessarily meeting" them (an ECB or variant-wrapped key), N as not
+// exportable. Full-length components handed to different custodians under dual
+// control and split knowledge are such a form: X9.24-1 allows a key to exist outside
+// a secure cryptographic device only enciphered or as components under split
+// knowledge, and PCI PIN Security Requirement 8 names "at least two separate
+// full-length components" as a way to convey a secret key. Requiring S would be the
+// less safe rule: a ZMK or BDK (E by default, ProfileFor) would have to be marked S
+// before it could go to a partner in components, and S would also let it leave in
+// ECB form under any KEK.
 func (s *Software) ExportComponents(ctx context.Context, ref KeyRef, n int) ([][]byte, []string, error) {
 	if n < 2 || n > 3 {
 		return nil, nil, fmt.Errorf("export components: %w: %d components, want 2 or 3", ErrInput, n)

@@ -1,7 +1,9 @@
 package keys
 
 import (
+	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -69,8 +71,55 @@ func LoadLMK(src LMKSource) ([]byte, error) {
 			clear(lmk)
 			return nil, fmt.Errorf("LMK: %w: it is the public demo LMK; refusing outside demo mode", hsm.ErrDemoKey)
 		}
+		if why := WeakLMK(lmk); why != "" {
+			clear(lmk)
+			return nil, fmt.Errorf("LMK: %w: %s; refusing outside demo mode (generate one: openssl rand -hex 32)", ErrWeakLMK, why)
+		}
 	}
 	return lmk, nil
+}
+
+// ErrWeakLMK is LoadLMK's refusal of an LMK that WeakLMK finds weak, outside demo
+// mode.
+var ErrWeakLMK = errors.New("weak LMK")
+
+// knownLMKs are published AES-256 keys that someone may paste as an LMK: the
+// ascending bytes 00 to 1F (the key of FIPS 197 appendix C.3) and the AES-256 key
+// of NIST SP 800-38A's examples (F.1.5 and on). Anybody holding the standard holds
+// them.
+var knownLMKs = []string{
+	"000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
+	"603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4",
+}
+
+// WeakLMK says why lmk (32 bytes) is not a random key, or "" when it finds no
+// reason: fewer than 8 distinct byte values (all zeros, one byte repeated, any short
+// pattern repeated: 32 random bytes have about 30), its two halves equal (a
+// 16-byte key such as 0123456789ABCDEFFEDCBA9876543210 typed twice), or a
+// published test key (knownLMKs), also byte-reversed. It never quotes the key.
+func WeakLMK(lmk []byte) string {
+	distinct := map[byte]bool{}
+	for _, b := range lmk {
+		distinct[b] = true
+	}
+	if len(distinct) < 8 {
+		return fmt.Sprintf("it has only %d distinct byte values (a random key has about 30), a pattern, not a random key", len(distinct))
+	}
+	if h := len(lmk) / 2; bytes.Equal(lmk[:h], lmk[h:]) {
+		return "its two halves are equal, a shorter key repeated, not a random key"
+	}
+	rev := make([]byte, len(lmk))
+	for i, b := range lmk {
+		rev[len(lmk)-1-i] = b
+	}
+	defer clear(rev)
+	for _, k := range knownLMKs {
+		known, _ := hex.DecodeString(k)
+		if bytes.Equal(lmk, known) || bytes.Equal(rev, known) {
+			return "it is a test key published in FIPS 197 or NIST SP 800-38A"
+		}
+	}
+	return ""
 }
 
 // LoadLMKFile reads an LMK of 64 hex digits from path. Like ssh with a private key,

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"os"
@@ -319,7 +320,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 
 func TestLMKLoading(t *testing.T) {
 	dir := t.TempDir()
-	good := strings.Repeat("1F", 32)
+	good := "3C9A41D07E5B2F8816C4E3A95D720B6F8E1D4A3725C6B09F63E8D1527A4C0BF1"
 	write := func(name, content string, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), mode); err != nil {
@@ -332,7 +333,7 @@ func TestLMKLoading(t *testing.T) {
 	}
 	p := write("lmk", good+"\n", 0o600)
 	lmk, err := LoadLMK(LMKSource{File: p})
-	if err != nil || len(lmk) != 32 || lmk[0] != 0x1F {
+	if err != nil || len(lmk) != 32 || lmk[0] != 0x3C {
 		t.Fatalf("good LMK file: %v", err)
 	}
 	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
@@ -631,5 +632,50 @@ func TestExpiries(t *testing.T) {
 	}
 	if got = s.Expiries(); len(got) != 0 {
 		t.Fatalf("after revoking the current version: %v, want none", got)
+	}
+}
+
+// TestLMKWeakRefused: outside demo mode LoadLMK refuses an LMK that is a pattern or
+// a published test key (all zeros, one byte repeated, a short pattern repeated,
+// equal halves, FIPS 197's 00..1F, reversed too), from a file and from the
+// environment, without quoting it; demo mode still takes it, and a random key
+// passes.
+func TestLMKWeakRefused(t *testing.T) {
+	dir := t.TempDir()
+	weak := map[string]string{
+		"all zeros":        strings.Repeat("00", 32),
+		"one byte":         strings.Repeat("1F", 32),
+		"short pattern":    strings.Repeat("A1B2C3", 11)[:64],
+		"halves equal":     strings.Repeat("0123456789ABCDEFFEDCBA9876543210", 2),
+		"fips 197":         "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
+		"fips 197 reverse": "1F1E1D1C1B1A191817161514131211100F0E0D0C0B0A09080706050403020100",
+		"sp 800-38a":       "603DEB1015CA71BE2B73AEF0857D77811F352C073B6108D72D9810A30914DFF4",
+	}
+	for name, h := range weak {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "-"))
+		if err := os.WriteFile(p, []byte(h), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadLMK(LMKSource{File: p})
+		if !errors.Is(err, ErrWeakLMK) || strings.Contains(strings.ToUpper(err.Error()), h[:16]) {
+			t.Errorf("%s from a file outside demo mode: %v", name, err)
+		}
+		t.Setenv("SWITCHYARD_TEST_WEAK_LMK", h)
+		if _, err := LoadLMK(LMKSource{Env: "SWITCHYARD_TEST_WEAK_LMK"}); !errors.Is(err, ErrWeakLMK) {
+			t.Errorf("%s from the environment outside demo mode: %v", name, err)
+		}
+		if lmk, err := LoadLMK(LMKSource{File: p, Demo: true}); err != nil || len(lmk) != 32 {
+			t.Errorf("%s in demo mode: %v", name, err)
+		}
+	}
+	random := make([]byte, 32)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	if why := WeakLMK(random); why != "" {
+		t.Errorf("a random LMK is found weak: %s", why)
+	}
+	if why := WeakLMK(DemoLMK()); why != "" {
+		t.Errorf("the demo LMK is found weak (demo mode loads it): %s", why)
 	}
 }

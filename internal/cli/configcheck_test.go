@@ -51,7 +51,7 @@ func TestConfigCheck(t *testing.T) {
 
 	// Outside demo mode a rules_dir that does not exist is refused (the switch would
 	// not start); a demo file keeps the fallback to the built-in pack.
-	lmkOK := write("lmk-ok.hex", strings.Repeat("b2", 32), 0o600)
+	lmkOK := write("lmk-ok.hex", "B25E0C9173D4A86F21E7C3905BDA4F18C6732E9D05A8B1F4672C3DE98A10F5B6", 0o600) // random: a pattern is refused (keys.WeakLMK)
 	rulez := filepath.Join(dir, "rulez")
 	prod := write("prod.yaml", "rules_dir: "+rulez+"\nlisteners: [{addr: 127.0.0.1:0}]\n"+
 		"security: {lmk_file: "+lmkOK+", card_hash_key_hex: "+strings.Repeat("c3", 32)+"}\n", 0o600)

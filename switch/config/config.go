@@ -281,6 +281,13 @@ type Admin struct {
 	// ignored: a proxy that manages one header passes the other on as the client
 	// wrote it. Read at start only.
 	TrustedProxyHeader string `yaml:"trusted_proxy_header"`
+	// AllowedHosts are the host names the admin address answers to, each a name
+	// (any port) or name:port (admin.ParseAllowedHost): a request naming another
+	// Host is refused 421 before any handler (admin.CheckHost), against DNS
+	// rebinding (docs/console.md). A Host that is an IP address is always
+	// answered. Empty (the default): every Host, with a warning at start when
+	// Addr is not a loopback address. Read at start only.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// Console is the web console under /console/ (console.go).
 	Console Console `yaml:"console"`
 }
@@ -297,6 +304,15 @@ func (a Admin) Proxies() (admin.Proxies, error) {
 		return admin.Proxies{}, fmt.Errorf("admin.trusted_proxy_header: %w", err)
 	}
 	return admin.Proxies{Nets: p, Header: h}, nil
+}
+
+// Hosts returns AllowedHosts parsed (Validate has checked them).
+func (a Admin) Hosts() (admin.AllowedHosts, error) {
+	h, err := admin.ParseAllowedHosts(a.AllowedHosts)
+	if err != nil {
+		return admin.AllowedHosts{}, fmt.Errorf("admin.allowed_hosts: %w", err)
+	}
+	return h, nil
 }
 
 // Listener is one terminal listener.
@@ -951,6 +967,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := admin.ParseProxyHeader(c.Admin.TrustedProxyHeader); err != nil {
 		bad("admin.trusted_proxy_header", "%v", err)
+	}
+	for i, e := range c.Admin.AllowedHosts {
+		if _, err := admin.ParseAllowedHost(e); err != nil {
+			bad(fmt.Sprintf("admin.allowed_hosts[%d]", i), "%v", err)
+		}
 	}
 	c.validateAppsTasks(bad)
 	c.Admin.Console.validate(bad)

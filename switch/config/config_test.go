@@ -38,6 +38,10 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]}": `admin.trusted_proxies[1]: "10.0.0.0/33": not a CIDR`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {trusted_proxies: [proxy.example]}":           `admin.trusted_proxies[0]: "proxy.example": not a CIDR`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {trusted_proxies: [0.0.0.0/0]}":               `admin.trusted_proxies[0]: "0.0.0.0/0": a /0 trusts every client`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {allowed_hosts: [ok.example, 10.0.0.5]}":      `admin.allowed_hosts[1]: "10.0.0.5" is an IP address: IP literals are always allowed`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {allowed_hosts: ['*.bank.example']}":          `admin.allowed_hosts[0]: "*.bank.example": label "*": '*' is not a letter, digit or hyphen (no wildcards)`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {allowed_hosts: ['console.example:0']}":       `admin.allowed_hosts[0]: "console.example:0": port "0" is not 1 to 65535`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {allowed_hosts: ['https://c.example']}":       `admin.allowed_hosts[0]: "https://c.example" is not a host name or host:port`,
 	}
 	for in, want := range cases {
 		in := in
@@ -394,5 +398,26 @@ func TestRegistryChangeTTL(t *testing.T) {
 		if _, err := Parse([]byte(base+in), "b.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s:\n got %v\nwant %s", in, err, want)
 		}
+	}
+}
+
+// admin.allowed_hosts: names and name:port parse, and Hosts allows what they list
+// (and IP addresses), not other names; an empty list allows all.
+func TestAdminAllowedHosts(t *testing.T) {
+	c, err := Parse([]byte("demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: "+DemoCardHashKey+"}\nadmin: {allowed_hosts: [Console.Example, 'localhost:8080']}\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := c.Admin.Hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{"console.example:8080": true, "localhost:8080": true, "localhost:9": false, "127.0.0.1:8080": true, "evil.example:8080": false} {
+		if h.Allows(host) != want {
+			t.Errorf("Allows(%q) = %v", host, !want)
+		}
+	}
+	if h, err := Demo().Admin.Hosts(); err != nil || !h.Empty() {
+		t.Errorf("demo: allowed_hosts %v %v, want empty", h, err)
 	}
 }

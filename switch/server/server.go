@@ -109,13 +109,17 @@ type Server struct {
 	// proxies are admin.trusted_proxies and admin.trusted_proxy_header: the
 	// reverse proxies whose X-Forwarded-For or Forwarded names the client
 	// (admin.ClientAddr) to the refusals' log and the console.
-	proxies   admin.Proxies
-	mux       *http.ServeMux
-	console   *console.Console // the web console (console.go); nil when disabled
-	ready     atomic.Bool
-	draining  atomic.Bool                  // set by Drain and Close: /readyz says draining, not starting
-	readyHook atomic.Pointer[func() error] // SetReadyCheck's
-	disk      *diskGuard                   // nil with journal.min_free_mb -1 (diskguard.go)
+	proxies admin.Proxies
+	// hosts are admin.allowed_hosts, checked before every admin request
+	// (admin.CheckHost); hostRefused logs and counts a refusal (adminrefused.go).
+	hosts       admin.AllowedHosts
+	hostRefused func(admin.HostRefusal)
+	mux         *http.ServeMux
+	console     *console.Console // the web console (console.go); nil when disabled
+	ready       atomic.Bool
+	draining    atomic.Bool                  // set by Drain and Close: /readyz says draining, not starting
+	readyHook   atomic.Pointer[func() error] // SetReadyCheck's
+	disk        *diskGuard                   // nil with journal.min_free_mb -1 (diskguard.go)
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
 	// for the cluster journal's applier, which starts before the pipeline exists.
 	cl         *clusterNode
@@ -253,6 +257,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, err
 	}
 	s.auth.TrustProxies(s.proxies)
+	if s.hosts, err = cfg.Admin.Hosts(); err != nil {
+		return nil, err
+	}
 	s.watchAdminRefusals()
 	webhookSecret, err := cfg.WebhookSecret()
 	if err != nil {
@@ -1016,12 +1023,15 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin server: %w", err)
 	}
 	s.adminLn = ln
-	s.adminReqs = &inFlight{h: boundBodies(s.mux)}
+	// The Host check comes first: a request for a name the switch does not answer
+	// to reaches no handler (DNS rebinding, docs/console.md).
+	s.adminReqs = &inFlight{h: admin.CheckHost(boundBodies(s.mux), s.hosts, s.hostRefused)}
 	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: adminIdleTimeout}
 	if s.console != nil {
 		s.adminSrv.RegisterOnShutdown(s.console.Stop) // open dashboards' event streams end first
 	}
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
+	s.warnOpenHosts(ln.Addr())
 	return nil
 }
 
@@ -1328,6 +1338,9 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if old.Admin.TrustedProxyHeader != cur.Admin.TrustedProxyHeader {
 		out = append(out, "admin.trusted_proxy_header")
+	}
+	if fmt.Sprint(old.Admin.AllowedHosts) != fmt.Sprint(cur.Admin.AllowedHosts) {
+		out = append(out, "admin.allowed_hosts")
 	}
 	if old.RulesDir != cur.RulesDir {
 		out = append(out, "rules_dir")

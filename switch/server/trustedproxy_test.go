@@ -177,8 +177,9 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 	})
 }
 
-// admin.trusted_proxies is read at start: a reload that changes it names it
-// among the settings that need a restart.
+// admin.trusted_proxies (and trusted_proxy_header, allowed_hosts) are read at
+// start: a reload that changes one names it among the settings that need a
+// restart.
 func TestTrustedProxiesNeedRestart(t *testing.T) {
 	old := demoConfig(t, t.TempDir())
 	cur := *old
@@ -192,5 +193,9 @@ func TestTrustedProxiesNeedRestart(t *testing.T) {
 	cur.Admin.TrustedProxyHeader = "forwarded"
 	if k := restartKeys(old, &cur); !slices.Contains(k, "admin.trusted_proxy_header") {
 		t.Fatalf("header changed: restart keys %v, want admin.trusted_proxy_header", k)
+	}
+	cur.Admin.AllowedHosts = []string{"console.example"}
+	if k := restartKeys(old, &cur); !slices.Contains(k, "admin.allowed_hosts") {
+		t.Fatalf("allowed_hosts changed: restart keys %v, want admin.allowed_hosts", k)
 	}
 }
