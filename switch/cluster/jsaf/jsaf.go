@@ -1007,7 +1007,9 @@ func (q *Queue) Pending(issuer string) ([]saf.Item, error) {
 
 // Parked lists the advices parked (Options.ParkAfter), the whole cluster's, oldest
 // first (all issuers when issuer is ""), at most 10000; Seq is each one's sequence in
-// the SAF stream it left.
+// the SAF stream it left. An advice an operator acted on more than an action's time
+// ago (its node died before the action finished, or the parked copy's delete failed)
+// has its action finished (finish) and is not listed.
 func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
 	filter := "safparked.>"
 	if issuer != "" {
@@ -1028,8 +1030,16 @@ func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
 		if err := json.Unmarshal(m.Data, &it); err != nil {
 			return out, fmt.Errorf("jsaf: parked advice at sequence %d of stream %s: %w", m.Sequence, ParkedStreamName, err)
 		}
-		out = append(out, it)
 		seq = m.Sequence + 1
+		if prev, op, ok := q.parkedOp(ctx, it.Seq); ok && q.opts.Now().Sub(op.Time) >= q.actTimeout() {
+			_, ferr := q.finish(ctx, prev, op, m.Sequence)
+			if ferr == nil {
+				continue
+			}
+			q.log.Error().Err(ferr).Uint64("seq", it.Seq).Str("action", prev.Action).Str("by", prev.By).
+				Msg("store-and-forward: an operator's action on a parked advice, left unfinished, could not be finished; it stays listed")
+		}
+		out = append(out, it)
 	}
 	return out, nil
 }
