@@ -1009,7 +1009,7 @@ func (q *Queue) Pending(issuer string) ([]saf.Item, error) {
 
 // Parked lists the advices parked (Options.ParkAfter), the whole cluster's, oldest
 // first (all issuers when issuer is ""), at most 10000; Seq is each one's sequence in
-// the SAF stream it left. An advice an operator acted on more than an action's time
+// the SAF stream it left. An advice an operator acted on more than staleAfter
 // ago (its node died before the action finished, or the parked copy's delete failed)
 // has its action finished (finish) and is not listed.
 func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
@@ -1033,7 +1033,7 @@ func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
 			return out, fmt.Errorf("jsaf: parked advice at sequence %d of stream %s: %w", m.Sequence, ParkedStreamName, err)
 		}
 		seq = m.Sequence + 1
-		if prev, op, ok := q.parkedOp(ctx, it.Seq); ok && q.opts.Now().Sub(op.Time) >= q.actTimeout() {
+		if prev, op, ok := q.parkedOp(ctx, it.Seq); ok && q.opts.Now().Sub(op.Time) >= q.staleAfter() {
 			_, ferr := q.finish(ctx, prev, op, m.Sequence)
 			if ferr == nil {
 				continue

@@ -41,11 +41,18 @@ func (q *Queue) Resolve(id uint64, by, note string) (saf.ParkedAction, error) {
 	return q.act(saf.ParkedAction{ID: id, Action: saf.ActionResolve, By: by, Note: note})
 }
 
-// actTimeout bounds one action (act) from its record to the parked copy's delete:
-// a record older than this whose parked copy is still there belongs to an action
-// that will not finish by itself (its node died, or the delete failed), and finish
-// rolls it forward.
-func (q *Queue) actTimeout() time.Duration { return 10 * q.opts.PublishTimeout }
+// stepsTimeout bounds the steps of an action after its record (act): the repeat's
+// publish, its note and the parked copy's delete, PublishTimeout each.
+func (q *Queue) stepsTimeout() time.Duration { return 3 * q.opts.PublishTimeout }
+
+// staleAfter is the age of an action's record past which, its parked copy still
+// there, the action will not finish by itself (its node died between the steps, or
+// the delete failed), and finish rolls it forward: the steps' time (stepsTimeout) and
+// the record's acknowledgement (PublishTimeout). It is well inside the SAF stream's
+// duplicate window at the defaults (8 s of 2 min; 48 s in the switch, whose
+// PublishTimeout is 12 s), so that a roll-forward soon after is dropped by the stream
+// if the repeat went.
+func (q *Queue) staleAfter() time.Duration { return q.stepsTimeout() + q.opts.PublishTimeout }
 
 // act does a on its parked advice, from any node: it records the action first on
 // ParkedOpSubject (claim: a second one fails, saf.ErrParkedConflict), then, for a
@@ -59,7 +66,7 @@ func (q *Queue) act(a saf.ParkedAction) (saf.ParkedAction, error) {
 	if err := saf.CheckAction(&a); err != nil {
 		return a, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), q.actTimeout())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*q.opts.PublishTimeout)
 	defer cancel()
 	pseq, it, err := q.findParked(ctx, a.ID)
 	if errors.Is(err, saf.ErrParkedNotFound) {
@@ -81,6 +88,8 @@ func (q *Queue) act(a saf.ParkedAction) (saf.ParkedAction, error) {
 	if err != nil {
 		return a, err
 	}
+	ctx, cancel = context.WithTimeout(context.Background(), q.stepsTimeout()) // the record is in: staleAfter
+	defer cancel()
 	if a.Action == saf.ActionRequeue {
 		seq, err := q.publishRepeat(ctx, a)
 		if err != nil {
@@ -162,14 +171,14 @@ func (q *Queue) deleteParked(ctx context.Context, id, pseq uint64) bool {
 
 // refuse is act's answer when the parked advice id (its copy at pseq) has an action
 // recorded already: saf.ErrParkedConflict naming the first actor. When that action
-// is older than actTimeout, it will not finish by itself, and refuse finishes it
+// is older than staleAfter, it will not finish by itself, and refuse finishes it
 // first (finish), saying so.
 func (q *Queue) refuse(ctx context.Context, id, pseq uint64) error {
 	prev, m, ok := q.parkedOp(ctx, id)
 	if !ok {
 		return fmt.Errorf("%w: parked advice %d is being acted on by another operator", saf.ErrParkedConflict, id)
 	}
-	if q.opts.Now().Sub(m.Time) < q.actTimeout() {
+	if q.opts.Now().Sub(m.Time) < q.staleAfter() {
 		return saf.AlreadyDone(id, prev) // in progress, on its node
 	}
 	done, err := q.finish(ctx, prev, m, pseq)

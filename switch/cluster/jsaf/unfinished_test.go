@@ -22,7 +22,7 @@ import (
 // exactly once: within the SAF stream's duplicate window the stream drops the
 // roll-forward's publish of a repeat that went; past it the repeat is found in the
 // queue; a repeat noted as gone is not looked for. A resolve is finished by the
-// delete. A record younger than an action's time is an action in progress: refused,
+// delete. A record younger than staleAfter is an action in progress: refused,
 // not finished. (Until the fifth release of 6 December 2026 such an advice stayed
 // listed and every action on it was refused, the requeue perhaps never made.)
 func TestParkedActionUnfinishedRolledForward(t *testing.T) {
@@ -116,7 +116,7 @@ func TestParkedActionUnfinishedRolledForward(t *testing.T) {
 		return false
 	}
 
-	// A record younger than an action's time: in progress, refused, not finished.
+	// A record younger than staleAfter: in progress, refused, not finished.
 	record(rrns[5], saf.ActionRequeue, "vera", "")
 	if _, err := other.Requeue(id[rrns[5]], "olga"); !errors.Is(err, saf.ErrParkedConflict) || !strings.Contains(err.Error(), "vera") ||
 		strings.Contains(err.Error(), "completed now") {
