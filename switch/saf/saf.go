@@ -69,6 +69,24 @@ type Sender func(ctx context.Context, it *Item, repeat bool) error
 // says).
 var ErrNotAcknowledged = errors.New("answered without an acknowledgement")
 
+// ErrRefused is wrapped by a Sender's error when the issuer answered the advice with
+// a refusal for good, one no repeat can change: a wallet network that will not cancel
+// a payment past its cancel window (switch/wallet, REVERSE_EXPIRE). Such an advice is
+// parked at its first such answer (unless Options.ParkAfter is negative), its reason
+// in LastErr, for an operator to settle out of band (a refund through the network)
+// and resolve; it was repeated for ever. A refusal that may pass (a network's system
+// error, a timeout) must not wrap it: it is a failed try, repeated.
+var ErrRefused = errors.New("refused for good by the issuer")
+
+// ParkedLog is the error line logged when an advice is parked for cause: what made it
+// parked, and what the operator does.
+func ParkedLog(cause error) string {
+	if errors.Is(cause, ErrRefused) {
+		return "advice parked: the issuer refused it for good (no repeat can change that); it is no longer sent. Settle it with the issuer out of band (a wallet payment not cancelled: refund it) and resolve it (GET /api/v1/saf/parked lists it)"
+	}
+	return "advice parked: the issuer answered it again and again without an acknowledgement (no DE 39); it is no longer sent. Settle it with the issuer (GET /api/v1/saf/parked lists it)"
+}
+
 // DefaultParkAfter is Options.ParkAfter's default: about seven minutes of answers
 // without an acknowledgement at the default backoff (0.5 s doubling to 30 s).
 const DefaultParkAfter = 20
@@ -132,7 +150,7 @@ type Options struct {
 	HoldWarn time.Duration
 	// ParkAfter is how many answers without an acknowledgement (ErrNotAcknowledged)
 	// an advice may get before it is parked (default DefaultParkAfter; negative:
-	// never): taken out of the queue, kept under saf/parked/ (through Persist when
+	// never; an answer that refuses it for good, ErrRefused, parks it at once): taken out of the queue, kept under saf/parked/ (through Persist when
 	// set: the journal's log), counted (Stats.Parked) and logged as an error, for an
 	// operator to settle with the issuer. Tries without an answer never park an
 	// advice: an issuer down for an hour gets its reversals when it is back.
@@ -582,7 +600,8 @@ func (q *Queue) remove(it *Item) error {
 	})
 }
 
-// park moves an advice the issuer kept answering without an acknowledgement out of
+// park moves an advice the issuer kept answering without an acknowledgement, or refused
+// for good (ErrRefused), out of
 // the queue (Options.ParkAfter): its parked copy is written durably first (through
 // Persist, the journal's log, when set), then it leaves the queue and its index, so
 // that a crash between the two leaves it queued, never lost; it is then tried again
@@ -616,7 +635,7 @@ func (q *Queue) park(it *Item, cause error) bool {
 	q.stats(it.Issuer).Parked.Add(1)
 	q.log.Error().AnErr("last_error", cause).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", it.Seq).
 		Int("tries", it.Tries).Int("unacknowledged_answers", it.Unacked).
-		Msg("advice parked: the issuer answered it again and again without an acknowledgement (no DE 39); it is no longer sent. Settle it with the issuer (GET /api/v1/saf/parked lists it)")
+		Msg(ParkedLog(cause))
 	return true
 }
 
@@ -714,7 +733,10 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	st.Failed.Add(1)
 	if errors.Is(err, ErrNotAcknowledged) {
 		it.Unacked++
-		if q.opts.ParkAfter > 0 && it.Unacked >= q.opts.ParkAfter && q.park(it, err) {
+	}
+	if q.opts.ParkAfter > 0 && (errors.Is(err, ErrRefused) || errors.Is(err, ErrNotAcknowledged) && it.Unacked >= q.opts.ParkAfter) {
+		it.LastErr = err.Error()
+		if q.park(it, err) {
 			return
 		}
 	}

@@ -1,17 +1,13 @@
 package server
 
 import (
-	"context"
 	"fmt"
-	"strings"
 
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
-	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/qr"
-	"github.com/switchyard/switchyard/switch/saf"
 	"github.com/switchyard/switchyard/switch/wallet"
 )
 
@@ -126,24 +122,12 @@ func (s *Server) openQR(o newOptions) (*qrRoutes, error) {
 	return r, nil
 }
 
-// registerWallets gives the store-and-forward queue a sender per wallet connector: a
-// reversal advice (0420) becomes the network's cancel (a payment) or the undoing of a
-// refund, tried until the network confirms.
+// registerWallets gives the store-and-forward queue a sender per wallet connector
+// (wallet.Connector.AdviceSender): a reversal advice (0420) becomes the network's
+// cancel (a payment) or the undoing of a refund, tried until the network confirms,
+// parked when the network refuses it for good.
 func (s *Server) registerWallets() {
 	for id, w := range s.wallets {
-		s.Queue.Register(id, s.walletSender(w))
-	}
-}
-
-func (s *Server) walletSender(w *wallet.Connector) saf.Sender {
-	log := s.log
-	return func(ctx context.Context, it *saf.Item, _ bool) error {
-		if !strings.HasPrefix(it.MTI, "042") {
-			// Nothing else is queued for a wallet (the switch never stands in for a
-			// QR payment): acknowledged so that it does not block the queue, and said.
-			log.Error().Str("connector", w.ID()).Str("mti", it.MTI).Str("rrn", it.RRN).Msg("advice a wallet connector cannot carry: dropped")
-			return nil
-		}
-		return w.Reverse(ctx, it.RRN, strings.HasPrefix(it.Fields[3], message.PCRefund[:2]))
+		s.Queue.Register(id, w.AdviceSender())
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/qr"
+	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // Config configures the connector to one network.
@@ -52,7 +53,7 @@ type Connector struct {
 var _ pipeline.WalletLink = (*Connector)(nil)
 
 // ErrNotISO: a wallet connector takes no ISO 8583 messages; the store-and-forward
-// queue reaches it through Reverse (see AdviceSender).
+// queue reaches it through Reverse (AdviceSender).
 var ErrNotISO = errors.New("wallet connector takes no ISO 8583 messages")
 
 // New returns a connector; it dials nothing until the first request.
@@ -297,9 +298,22 @@ func (c *Connector) Refund(ctx context.Context, r pipeline.WalletRefund) (rc, au
 	return rcOf(res.ErrCode), "", nil
 }
 
+// ErrNotReversible is wrapped by Reverse's error when the network refused the
+// reverse for good (notReversible: past the order's cancel window): no repeat can
+// change it. It wraps saf.ErrRefused, so that the store-and-forward queue parks the
+// reversal at once, for an operator to refund the payment out of band, instead of
+// repeating it for ever.
+var ErrNotReversible = fmt.Errorf("the network will not reverse it (%w)", saf.ErrRefused)
+
+// notReversible reports whether a reverse's FAIL err_code refuses it for good:
+// REVERSE_EXPIRE, the order past its cancel window (WeChat Pay's code; a gateway
+// maps its network's equivalent to it). Every other FAIL (SYSTEMERROR, a code the
+// switch does not know) may pass, and the reverse is repeated.
+func notReversible(errCode string) bool { return errCode == "REVERSE_EXPIRE" }
+
 // Reverse cancels a payment (refund false) or undoes a refund, named by the switch's
 // RRN. It succeeds when the network confirms, also for what it does not know or has
-// reversed already.
+// reversed already. A refusal for good wraps ErrNotReversible.
 func (c *Connector) Reverse(ctx context.Context, rrn string, refund bool) error {
 	req := ReverseRequest{OutTradeNo: rrn}
 	if refund {
@@ -309,10 +323,29 @@ func (c *Connector) Reverse(ctx context.Context, rrn string, refund bool) error 
 	if err := c.post(ctx, PathReverse, req, &res); err != nil {
 		return err
 	}
-	if res.Result != Success {
+	switch {
+	case res.Result == Fail && notReversible(res.ErrCode):
+		return fmt.Errorf("%s reverse %s: %s %s: %w", c.cfg.ID, rrn, res.ErrCode, res.ErrMsg, ErrNotReversible)
+	case res.Result != Success:
 		return fmt.Errorf("%s reverse %s: %s %s", c.cfg.ID, rrn, res.ErrCode, res.ErrMsg)
 	}
 	return nil
+}
+
+// AdviceSender is the store-and-forward queue's sender of this connector's advices:
+// a reversal advice (0420) becomes the network's cancel of a payment, or the undoing
+// of a refund (DE 3 a refund's), tried until the network confirms; a refusal for
+// good (ErrNotReversible, wrapping saf.ErrRefused) parks it. Nothing else is queued
+// for a wallet (the switch never stands in for a QR payment): anything else is
+// acknowledged, so that it does not block the queue, and logged.
+func (c *Connector) AdviceSender() saf.Sender {
+	return func(ctx context.Context, it *saf.Item, _ bool) error {
+		if !strings.HasPrefix(it.MTI, "042") {
+			c.cfg.Logger.Error().Str("connector", c.cfg.ID).Str("mti", it.MTI).Str("rrn", it.RRN).Msg("advice a wallet connector cannot carry: dropped")
+			return nil
+		}
+		return c.Reverse(ctx, it.RRN, strings.HasPrefix(it.Fields[3], message.PCRefund[:2]))
+	}
 }
 
 // authOf makes an auth code (DE 38, 6 characters) of a network's transaction ID.

@@ -88,7 +88,8 @@ type Options struct {
 	// (saf.ErrNotAcknowledged) an advice may get from its issuer, as this node
 	// saw them, before this node parks it: publishes it to ParkedStreamName and
 	// acknowledges it out of the SAF stream, counts it (saf.Stats.Parked) and logs
-	// it (default saf.DefaultParkAfter; negative: never). The count is this node's
+	// it (default saf.DefaultParkAfter; negative: never). An answer refusing it for
+	// good (saf.ErrRefused) parks it at once. The count is this node's
 	// (a stream message cannot be rewritten): an advice handed to another node
 	// starts again from zero there, which parks it later, never loses it.
 	ParkAfter int
@@ -728,7 +729,7 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	}
 	q.tries[seq] = t
 	q.mu.Unlock()
-	if errors.Is(err, saf.ErrNotAcknowledged) && q.opts.ParkAfter > 0 && t.unacked >= q.opts.ParkAfter {
+	if q.opts.ParkAfter > 0 && (errors.Is(err, saf.ErrRefused) || errors.Is(err, saf.ErrNotAcknowledged) && t.unacked >= q.opts.ParkAfter) {
 		it.Unacked, it.LastErr = t.unacked, err.Error()
 		if q.park(issuer, m, it, seq, err) {
 			return
@@ -745,7 +746,8 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	}
 }
 
-// park moves an advice its issuer kept answering without an acknowledgement out of
+// park moves an advice its issuer kept answering without an acknowledgement, or refused
+// for good (saf.ErrRefused), out of
 // the SAF stream (Options.ParkAfter): it is published to ParkedStreamName first
 // (Nats-Msg-Id by its SAF sequence: stored once), then acknowledged out of the SAF
 // stream, so that a failure between the two leaves it queued, never lost. A reversal
@@ -780,7 +782,7 @@ func (q *Queue) park(issuer string, m jetstream.Msg, it *saf.Item, seq uint64, c
 	q.stats(issuer).Parked.Add(1)
 	q.log.Error().AnErr("last_error", cause).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", seq).
 		Int("tries", it.Tries).Int("unacknowledged_answers", it.Unacked).
-		Msg("advice parked: the issuer answered it again and again without an acknowledgement (no DE 39); it is no longer sent. Settle it with the issuer (GET /api/v1/saf/parked lists it)")
+		Msg(saf.ParkedLog(cause))
 	return true
 }
 
@@ -1007,7 +1009,9 @@ func (q *Queue) Pending(issuer string) ([]saf.Item, error) {
 
 // Parked lists the advices parked (Options.ParkAfter), the whole cluster's, oldest
 // first (all issuers when issuer is ""), at most 10000; Seq is each one's sequence in
-// the SAF stream it left.
+// the SAF stream it left. An advice an operator acted on more than staleAfter
+// ago (its node died before the action finished, or the parked copy's delete failed)
+// has its action finished (finish) and is not listed.
 func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
 	filter := "safparked.>"
 	if issuer != "" {
@@ -1028,8 +1032,16 @@ func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
 		if err := json.Unmarshal(m.Data, &it); err != nil {
 			return out, fmt.Errorf("jsaf: parked advice at sequence %d of stream %s: %w", m.Sequence, ParkedStreamName, err)
 		}
-		out = append(out, it)
 		seq = m.Sequence + 1
+		if prev, op, ok := q.parkedOp(ctx, it.Seq); ok && q.opts.Now().Sub(op.Time) >= q.staleAfter() {
+			_, ferr := q.finish(ctx, prev, op, m.Sequence)
+			if ferr == nil {
+				continue
+			}
+			q.log.Error().Err(ferr).Uint64("seq", it.Seq).Str("action", prev.Action).Str("by", prev.By).
+				Msg("store-and-forward: an operator's action on a parked advice, left unfinished, could not be finished; it stays listed")
+		}
+		out = append(out, it)
 	}
 	return out, nil
 }

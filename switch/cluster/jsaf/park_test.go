@@ -91,3 +91,53 @@ func TestAdviceAnsweredWithoutAckParked(t *testing.T) {
 		t.Errorf("no error logged for the parked advice:\n%s", logs.String())
 	}
 }
+
+// TestAdviceRefusedForGoodParked: an advice its issuer refuses for good
+// (saf.ErrRefused: a wallet network's reverse past the cancel window) is parked at
+// its first such answer, however high ParkAfter, its reason in last_error and the
+// log saying to settle it out of band; one refused for a while (a plain error) is
+// repeated until taken. (Until the fifth release of 6 December 2026 it was repeated
+// for ever.)
+func TestAdviceRefusedForGoodParked(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	var logs syncbuf.Buffer
+	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 100 * time.Millisecond,
+		ParkAfter: 50, Logger: zerolog.New(&logs).Level(zerolog.WarnLevel)})
+	var mu sync.Mutex
+	tries := map[string]int{}
+	q.Register("wechat", func(_ context.Context, it *saf.Item, _ bool) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[it.RRN]++
+		switch {
+		case it.RRN == "000000000001":
+			return fmt.Errorf("wechat reverse %s: REVERSE_EXPIRE past the cancel window: %w", it.RRN, saf.ErrRefused)
+		case tries[it.RRN] <= 3:
+			return errors.New("wechat reverse: SYSTEMERROR")
+		}
+		return nil
+	})
+	for _, rrn := range []string{"000000000001", "000000000002"} {
+		if err := q.Enqueue(advice("wechat", rrn)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the queue emptied", 30*time.Second, func() bool {
+		st := q.IssuerStats()["wechat"]
+		return st.Parked.Load() == 1 && st.Acked.Load() == 1 && q.Len("wechat") == 0
+	})
+	p, err := q.Parked("wechat")
+	if err != nil || len(p) != 1 || p[0].RRN != "000000000001" || !strings.Contains(p[0].LastErr, "REVERSE_EXPIRE") {
+		t.Fatalf("parked %+v (%v), want the refused reversal with its reason", p, err)
+	}
+	mu.Lock()
+	if tries["000000000001"] != 1 || tries["000000000002"] != 4 {
+		t.Errorf("tries %v, want 1 of the refused, 4 of the other", tries)
+	}
+	mu.Unlock()
+	if !strings.Contains(logs.String(), "refused it for good") {
+		t.Errorf("the parking's log does not say the issuer refused it:\n%s", logs.String())
+	}
+}
