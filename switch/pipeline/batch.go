@@ -156,8 +156,11 @@ func totalsNote(tots map[string]Totals) string {
 	return strings.Join(parts, "; ")
 }
 
-// batch handles 0500: the terminal's totals (DE 48 BT) are compared with the journal
-// since its last batch; 00 when they match, 95 when not, and 95
+// batch handles 0500: the terminal's totals (DE 48 BT) are compared with the
+// journal's of the batch (BatchTotals: the transactions whose outcome the journal
+// learned since its last close; until the fifth release of 6 December 2026 those
+// received since it, which left a transaction decided after a close in no batch);
+// 00 when they match, 95 when not, and 95
 // batch-currencies-mixed when the journal's are of several currencies (the BT tag
 // has none); the batch is closed either way. The terminal is checked first
 // (registry.CheckBatch: registered, active, its merchant's, the MAC where required,
