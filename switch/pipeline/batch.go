@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -23,24 +24,99 @@ func (p *Pipeline) CurrencyTotals(ctx context.Context, tid string, q journal.Que
 	tots := map[string]Totals{}
 	q.TID = tid
 	err := p.journal.Scan(ctx, q, func(r *journal.Record) bool {
-		if !r.Approved() || r.Reversed() {
-			return true
-		}
-		tot := tots[r.Currency]
-		switch r.Type {
-		case "purchase", "completion": // a completion is the debit of its pre-authorization
-			tot.PurchaseCount++
-			tot.PurchaseSum += r.Amount
-		case "refund":
-			tot.RefundCount++
-			tot.RefundSum += r.Amount
-		default:
-			return true
-		}
-		tots[r.Currency] = tot
+		addTotals(tots, r)
 		return true
 	})
 	return tots, err
+}
+
+// addTotals adds r to tots, in its currency's, when it is an approved and not
+// reversed purchase, completion or refund.
+func addTotals(tots map[string]Totals, r *journal.Record) {
+	if !r.Approved() || r.Reversed() {
+		return
+	}
+	tot := tots[r.Currency]
+	switch r.Type {
+	case "purchase", "completion": // a completion is the debit of its pre-authorization
+		tot.PurchaseCount++
+		tot.PurchaseSum += r.Amount
+	case "refund":
+		tot.RefundCount++
+		tot.RefundSum += r.Amount
+	default:
+		return
+	}
+	tots[r.Currency] = tot
+}
+
+// LateScanner is the journal's index of late changes (journal.Store.ScanLate,
+// cjournal.Journal.ScanLate): every record first written, reversed or approved more
+// than journal.LateAfter after it was received, by the time of that change. A batch
+// finds there the records of its terminal that the journal learned were approved
+// during the batch long after they were received (a payment journaled by the sweep
+// of owed orders, an approval written by recovery).
+type LateScanner interface {
+	ScanLate(ctx context.Context, from, to time.Time, fn func(*journal.Record) bool) error
+}
+
+// BatchTime is the time by which a record belongs to its terminal's batch: when the
+// journal learned its outcome, the later of its decision (Record.DecidedAt: the
+// issuer's answer, a stand-in's, a completion's or an offline capture's approval)
+// and its first write (Record.Written: a merchant-presented payment journaled when
+// its wallet notified it, maybe long after the order book took it), or its receive
+// time for a record with neither. A batch holds the approved records whose BatchTime
+// is from its terminal's previous close to its own (the 0500's receive time), so a
+// transaction decided after a close, whenever it was received, is in the next
+// batch, as the terminal counts it: it learns of the approval after its 0500. Its
+// reversal after the batch it is in was closed changes no batch (the terminal
+// counted it in the batch it closed).
+func BatchTime(r *journal.Record) time.Time {
+	at, ok := r.DecidedAt()
+	if !ok || at.Before(r.Received) {
+		at = r.Received
+	}
+	if r.Written.After(at) {
+		at = r.Written
+	}
+	return at
+}
+
+// BatchTotals adds up, from the journal, the terminal's approved and not reversed
+// purchases (completions included) and refunds of the batch closed at to after the
+// close at from: those whose BatchTime is in [from, to), one Totals per currency.
+// Every such record is found by its receive time, from journal.LateAfter before
+// from (a record whose BatchTime is later than that after its receipt is in the
+// journal's index of late changes under it), and, when the journal has one, in the
+// index of late changes (LateScanner) from from to to. Each record is counted once,
+// and in exactly one batch of its terminal: the first closed after its BatchTime.
+func (p *Pipeline) BatchTotals(ctx context.Context, tid string, from, to time.Time) (map[string]Totals, error) {
+	tots := map[string]Totals{}
+	seen := map[string]bool{}
+	add := func(r *journal.Record) bool {
+		if r.TID != tid || seen[r.RRN] {
+			return true
+		}
+		if at := BatchTime(r); at.Before(from) || !at.Before(to) {
+			return true
+		}
+		seen[r.RRN] = true
+		addTotals(tots, r)
+		return true
+	}
+	q := journal.Query{TID: tid, To: to}
+	if !from.IsZero() {
+		q.From = from.Add(-journal.LateAfter)
+	}
+	if err := p.journal.Scan(ctx, q, add); err != nil {
+		return nil, fmt.Errorf("terminal %s: batch from %s to %s: %w", tid, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), err)
+	}
+	if ls, ok := p.journal.(LateScanner); ok && !from.IsZero() {
+		if err := ls.ScanLate(ctx, from, to, add); err != nil {
+			return nil, fmt.Errorf("terminal %s: batch from %s to %s: %w", tid, from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano), err)
+		}
+	}
+	return tots, nil
 }
 
 // TerminalTotals adds up, from the journal, a terminal's approved and not reversed
@@ -80,8 +156,11 @@ func totalsNote(tots map[string]Totals) string {
 	return strings.Join(parts, "; ")
 }
 
-// batch handles 0500: the terminal's totals (DE 48 BT) are compared with the journal
-// since its last batch; 00 when they match, 95 when not, and 95
+// batch handles 0500: the terminal's totals (DE 48 BT) are compared with the
+// journal's of the batch (BatchTotals: the transactions whose outcome the journal
+// learned since its last close; until the fifth release of 6 December 2026 those
+// received since it, which left a transaction decided after a close in no batch);
+// 00 when they match, 95 when not, and 95
 // batch-currencies-mixed when the journal's are of several currencies (the BT tag
 // has none); the batch is closed either way. The terminal is checked first
 // (registry.CheckBatch: registered, active, its merchant's, the MAC where required,
@@ -121,16 +200,16 @@ func (p *Pipeline) batch(ctx context.Context, t *txn) (frontend.Response, error)
 	if err != nil {
 		return p.systemError(t, err)
 	}
-	tots, err := p.CurrencyTotals(ctx, t.req.TID, journal.Query{From: since, To: t.start})
-	if err != nil {
-		return p.systemError(t, err)
-	}
 	// A clock stepped back does not move the close back: the next batch would
 	// count this one's transactions again.
 	closeAt := t.start
 	if closeAt.Before(since) {
 		closeAt = since
 		p.log.Warn().Str("tid", t.req.TID).Time("last_close", since).Time("now", t.start).Msg("batch: the clock is behind the terminal's last batch close (stepped back?): the close stays there")
+	}
+	tots, err := p.BatchTotals(ctx, t.req.TID, since, closeAt)
+	if err != nil {
+		return p.systemError(t, err)
 	}
 	if err := p.journal.CloseBatch(ctx, t.req.TID, closeAt); err != nil {
 		return p.systemError(t, err)

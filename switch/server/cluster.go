@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cluster/jsaf"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -36,6 +37,14 @@ const clusterStartTimeout = 2 * time.Minute
 // JetStream connection (or embedded server), the replicated journal, the ordered log
 // of the shared stores with a follower per store, the node's lease, and the cluster's
 // metrics. A switch that runs alone has none (Server.cl is nil).
+// Both journals the pipeline runs on give a terminal's batch (0500) the index of
+// late changes: without it a batch would leave out the records approved or journaled
+// long after they were received.
+var (
+	_ pipeline.LateScanner = (*journal.Store)(nil)
+	_ pipeline.LateScanner = (*cjournal.Journal)(nil)
+)
+
 type clusterNode struct {
 	cfg      cluster.Config
 	node     *cluster.Node

@@ -362,6 +362,15 @@ func (j *Journal) Scan(ctx context.Context, q journal.Query, fn func(*journal.Re
 	return j.store.Scan(ctx, q, fn)
 }
 
+// ScanLate calls fn for the cluster's records changed late (first written, reversed
+// or approved more than journal.LateAfter after they were received) from from to to,
+// from the local store, which indexes every node's records as it applies them
+// (journal.Store.ScanLate): a terminal's batch (0500) finds there the records of the
+// batch received long before it, the same on every node.
+func (j *Journal) ScanLate(ctx context.Context, from, to time.Time, fn func(*journal.Record) bool) error {
+	return j.store.ScanLate(ctx, from, to, fn)
+}
+
 // LastReceived returns the receive time of the newest record in the local store.
 func (j *Journal) LastReceived() (time.Time, error) { return j.store.LastReceived() }
 
