@@ -170,30 +170,7 @@ func TestClusterPartition(t *testing.T) {
 	// Requests in flight with the issuer when the link goes: the issuer approves
 	// each at once and answers 5 s later, while node 3 is cut off.
 	const inFlight = 4
-	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 5 * time.Second})
-	answers := make(chan pausedAnswer, inFlight+1)
-	for i := range inFlight {
-		tid := fmt.Sprintf("LT00153%d", i+1)
-		tids[tid] = true
-		go func() {
-			ft := singleNodeTerm(c, 3, 90*time.Second)
-			defer ft.close()
-			amount := int64(1200 + 100*i)
-			r, _, _, err := ft.send(probeTxn(tid, testPAN(955000+i), amount), 90*time.Second)
-			answers <- pausedAnswer{tid, amount, r, err}
-		}()
-	}
-	withIssuer := func() map[string]issuersim.Entry {
-		out := map[string]issuersim.Entry{}
-		for rrn, e := range c.sim.Ledger() {
-			if strings.HasPrefix(rrn, "3") && e.Fault == "delayed" {
-				out[rrn] = e
-			}
-		}
-		return out
-	}
-	waitUntil(t, 15*time.Second, func() string { return fmt.Sprintf("%d of node 3's requests reached the issuer", len(withIssuer())) },
-		func() bool { return len(withIssuer()) == inFlight })
+	answers, withIssuer := c.holdAtIssuer(t, 3, inFlight, 1, "LT00153%d", 955000, tids)
 	c.isolate(3, true)
 	cutAt := time.Now()
 	healed := false
@@ -244,19 +221,7 @@ func TestClusterPartition(t *testing.T) {
 	}
 
 	// Node 3's terminals: nothing approved while it is cut off.
-	told := map[string]pausedAnswer{}
-	deadline := time.After(75 * time.Second)
-	for len(told) < inFlight+1 {
-		select {
-		case a := <-answers:
-			if _, dup := told[a.tid]; dup {
-				t.Fatalf("two answers on terminal %s", a.tid)
-			}
-			told[a.tid] = a
-		case <-deadline:
-			t.Fatalf("after 75 s: %d of %d terminals of node 3 answered: %v", len(told), inFlight+1, told)
-		}
-	}
+	told := collectAnswers(t, answers, inFlight+1, 75*time.Second, "node 3")
 	for tid, a := range told {
 		t.Logf("terminal %s of node 3 cut off: rc %q rrn %s reason %q, err %v", tid, a.r.RC, a.r.RRN, a.r.Reason, a.err)
 		if a.err == nil && message.Approved(a.r.RC) {
@@ -267,27 +232,7 @@ func TestClusterPartition(t *testing.T) {
 	}
 
 	// The majority recovers node 3's open transactions: 91, reversed at the issuer.
-	var last string
-	waitUntil(t, 60*time.Second, func() string {
-		return "node 3's requests with the issuer not recovered by the majority: " + last + "\n" +
-			tail(c.node(1).logGrep("lease", "recover")+"\n"+c.node(2).logGrep("lease", "recover"), 4000)
-	}, func() bool {
-		recs, err := c.node(1).journal("")
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		ledger := c.sim.Ledger()
-		done := 0
-		for _, r := range recs {
-			if _, ok := held[r.RRN]; ok && r.Final() && r.Reversed() && ledger[r.RRN].Reversed {
-				done++
-			} else if ok {
-				last = describe(r) + fmt.Sprintf("; issuer %+v", ledger[r.RRN])
-			}
-		}
-		return done == inFlight
-	})
+	c.waitRecovered(t, held, 60*time.Second, "the majority", 1, 2)
 	t.Logf("node 3's %d requests with the issuer recovered by the majority %s after the cut", inFlight, time.Since(cutAt).Round(time.Millisecond))
 	for rrn, e := range c.sim.Ledger() {
 		if strings.HasPrefix(rrn, "3") && atCut[rrn].RRN == "" && e.Requests > 0 {
@@ -323,30 +268,28 @@ func TestClusterPartition(t *testing.T) {
 		n3.waitReady(60 * time.Second)
 	}
 	t.Logf("node 3 serving again %s after the heal", time.Since(healedAt).Round(time.Millisecond))
+	// A node of the majority may have been fenced meanwhile (docs/cluster.md,
+	// Known gaps: a majority node's lease refresh failing after the partition's
+	// elections on a starved machine): started again as its supervisor would, it
+	// must serve, and the books below must still agree.
+	for _, n := range []int{1, 2} {
+		node := c.node(n)
+		waitUntil(t, 60*time.Second, func() string { return fmt.Sprintf("node %d neither ready nor exited:\n%s", n, node.logTail(2000)) }, func() bool {
+			code, _ := node.readyz()
+			return code == 200 || !node.running()
+		})
+		if !node.running() {
+			if code := node.cmd.ProcessState.ExitCode(); code != 75 {
+				t.Fatalf("node %d of the majority exited with status %d; its log ends:\n%s", n, code, node.logTail(3000))
+			}
+			t.Logf("node %d of the majority exited 75 during the partition (known gap): %s", n, tail(node.logGrep("lost for good", "refresh failed"), 800))
+			node.launch()
+			node.waitReady(60 * time.Second)
+		}
+	}
 
 	// Every node's journal agrees on node 3's requests that were with the issuer.
-	for _, n := range c.nodes {
-		var last string
-		waitUntilOr(t.Errorf, 30*time.Second, func() string { return fmt.Sprintf("node %d's journal: %s", n.n, last) }, func() bool {
-			recs, err := n.journal("")
-			if err != nil {
-				last = err.Error()
-				return false
-			}
-			ok := 0
-			for _, r := range recs {
-				if _, in := held[r.RRN]; !in {
-					continue
-				}
-				if r.Final() && r.Reversed() && r.RC == message.RCIssuerUnavailable {
-					ok++
-				} else {
-					last = describe(r)
-				}
-			}
-			return ok == inFlight
-		})
-	}
+	c.journalsReversed(t, held, 30*time.Second)
 	if r := c.purchaseOn(3, probeTxn("LT001536", testPAN(958000), 2100)); r.RC != "00" || !strings.HasPrefix(r.RRN, "3") {
 		t.Errorf("node 3 after the heal answered %s (%s) with RRN %s; want an approval under RRN 3...", r.RC, r.Reason, r.RRN)
 	} else {

@@ -66,30 +66,7 @@ func TestClusterNodePaused(t *testing.T) {
 	// Requests in flight with the issuer when node 2 stops: the issuer approves
 	// each at once and answers 5 s later (during the pause, or read at the wake).
 	const inFlight = 4
-	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 5 * time.Second})
-	answers := make(chan pausedAnswer, inFlight+1)
-	for i := range inFlight {
-		tid := fmt.Sprintf("LT00150%d", i+1)
-		tids[tid] = true
-		go func() {
-			ft := singleNodeTerm(c, 2, 90*time.Second)
-			defer ft.close()
-			amount := int64(1200 + 100*i)
-			r, _, _, err := ft.send(probeTxn(tid, testPAN(951000+i), amount), 90*time.Second)
-			answers <- pausedAnswer{tid, amount, r, err}
-		}()
-	}
-	withIssuer := func() map[string]issuersim.Entry {
-		out := map[string]issuersim.Entry{}
-		for rrn, e := range c.sim.Ledger() {
-			if strings.HasPrefix(rrn, "2") && e.Fault == "delayed" {
-				out[rrn] = e
-			}
-		}
-		return out
-	}
-	waitUntil(t, 15*time.Second, func() string { return fmt.Sprintf("%d of node 2's requests reached the issuer", len(withIssuer())) },
-		func() bool { return len(withIssuer()) == inFlight })
+	answers, withIssuer := c.holdAtIssuer(t, 2, inFlight, 1, "LT00150%d", 951000, tids)
 	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -115,27 +92,7 @@ func TestClusterNodePaused(t *testing.T) {
 	}()
 
 	// The survivors recover node 2's open transactions: 91, reversed at the issuer.
-	var last string
-	took := waitUntil(t, 45*time.Second, func() string {
-		return "node 2's requests with the issuer not recovered by a survivor: " + last + "\n" +
-			tail(c.node(1).logGrep("lease", "recover")+"\n"+c.node(3).logGrep("lease", "recover"), 4000)
-	}, func() bool {
-		recs, err := c.node(1).journal("")
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		ledger := c.sim.Ledger()
-		done := 0
-		for _, r := range recs {
-			if _, ok := held[r.RRN]; ok && r.Final() && r.Reversed() && ledger[r.RRN].Reversed {
-				done++
-			} else if ok {
-				last = describe(r) + fmt.Sprintf("; issuer %+v", ledger[r.RRN])
-			}
-		}
-		return done == inFlight
-	})
+	took := c.waitRecovered(t, held, 45*time.Second, "a survivor", 1, 3)
 	t.Logf("node 2's %d requests with the issuer recovered by a survivor %s after the pause", inFlight, took.Round(time.Millisecond))
 	before := c.sim.Ledger()
 
@@ -146,19 +103,7 @@ func TestClusterNodePaused(t *testing.T) {
 	resumed = true
 	wokenAt := time.Now()
 	t.Logf("node 2 woken after %s", wokenAt.Sub(stoppedAt).Round(time.Millisecond))
-	told := map[string]pausedAnswer{}
-	deadline := time.After(75 * time.Second)
-	for len(told) < inFlight+1 {
-		select {
-		case a := <-answers:
-			if _, dup := told[a.tid]; dup {
-				t.Fatalf("two answers on terminal %s", a.tid)
-			}
-			told[a.tid] = a
-		case <-deadline:
-			t.Fatalf("after 75 s: %d of %d terminals of node 2 answered: %v", len(told), inFlight+1, told)
-		}
-	}
+	told := collectAnswers(t, answers, inFlight+1, 75*time.Second, "node 2")
 	for tid, a := range told {
 		t.Logf("terminal %s of node 2 after the wake: rc %q rrn %s reason %q, err %v", tid, a.r.RC, a.r.RRN, a.r.Reason, a.err)
 		if a.err == nil && message.Approved(a.r.RC) {
@@ -223,28 +168,7 @@ func TestClusterNodePaused(t *testing.T) {
 
 	// Every node's journal agrees on the requests node 2 had with the issuer:
 	// final, 91, reversed; what node 2 was paused with does not override it.
-	for _, n := range c.nodes {
-		var last string
-		waitUntilOr(t.Errorf, 20*time.Second, func() string { return fmt.Sprintf("node %d's journal: %s", n.n, last) }, func() bool {
-			recs, err := n.journal("")
-			if err != nil {
-				last = err.Error()
-				return false
-			}
-			ok := 0
-			for _, r := range recs {
-				if _, in := held[r.RRN]; !in {
-					continue
-				}
-				if r.Final() && r.Reversed() && r.RC == message.RCIssuerUnavailable {
-					ok++
-				} else {
-					last = describe(r)
-				}
-			}
-			return ok == inFlight
-		})
-	}
+	c.journalsReversed(t, held, 20*time.Second)
 	// What the terminals were told, the journal, the issuer: nothing approved
 	// stands but the purchase before the pause and any new one the journal and
 	// the issuer both hold approved.
@@ -307,6 +231,126 @@ func TestClusterNodePaused(t *testing.T) {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
 		}
+	}
+}
+
+// holdAtIssuer has the issuer approve every request at once and answer it 5 s
+// later, and sends n purchases to node (terminals fmt.Sprintf(tidFormat, i+1),
+// cards testPAN(panBase+i), amounts 1,200 + 100 i, added to tids) from terminals
+// that wait up to 90 s; it returns once the issuer has all n. Their answers come on
+// answers, which has room for extra more; withIssuer lists node's requests the
+// issuer holds so (its RRNs begin with the node's number). The caller ends the
+// delay (SetFaults) when it has what it needs.
+func (c *testCluster) holdAtIssuer(t *testing.T, node, n, extra int, tidFormat string, panBase int, tids map[string]bool) (answers chan pausedAnswer, withIssuer func() map[string]issuersim.Entry) {
+	t.Helper()
+	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 5 * time.Second})
+	answers = make(chan pausedAnswer, n+extra)
+	for i := range n {
+		tid := fmt.Sprintf(tidFormat, i+1)
+		tids[tid] = true
+		go func() {
+			ft := singleNodeTerm(c, node, 90*time.Second)
+			defer ft.close()
+			amount := int64(1200 + 100*i)
+			r, _, _, err := ft.send(probeTxn(tid, testPAN(panBase+i), amount), 90*time.Second)
+			answers <- pausedAnswer{tid, amount, r, err}
+		}()
+	}
+	prefix := fmt.Sprint(node)
+	withIssuer = func() map[string]issuersim.Entry {
+		out := map[string]issuersim.Entry{}
+		for rrn, e := range c.sim.Ledger() {
+			if strings.HasPrefix(rrn, prefix) && e.Fault == "delayed" {
+				out[rrn] = e
+			}
+		}
+		return out
+	}
+	waitUntil(t, 15*time.Second, func() string {
+		return fmt.Sprintf("%d of node %d's requests reached the issuer", len(withIssuer()), node)
+	},
+		func() bool { return len(withIssuer()) == n })
+	return answers, withIssuer
+}
+
+// collectAnswers takes want answers from answers within d, one a terminal, by
+// terminal; who names their node in a failure.
+func collectAnswers(t *testing.T, answers <-chan pausedAnswer, want int, d time.Duration, who string) map[string]pausedAnswer {
+	t.Helper()
+	told := map[string]pausedAnswer{}
+	deadline := time.After(d)
+	for len(told) < want {
+		select {
+		case a := <-answers:
+			if _, dup := told[a.tid]; dup {
+				t.Fatalf("two answers on terminal %s", a.tid)
+			}
+			told[a.tid] = a
+		case <-deadline:
+			t.Fatalf("after %s: %d of %d terminals of %s answered: %v", d, len(told), want, who, told)
+		}
+	}
+	return told
+}
+
+// waitRecovered waits up to d until node 1's journal holds each of held final and
+// reversed, and the issuer has each reversed: another node's recovery of the open
+// transactions of the node that had them. by names who recovers, logs the nodes
+// whose lease and recovery lines a failure shows. It returns how long it waited.
+func (c *testCluster) waitRecovered(t *testing.T, held map[string]issuersim.Entry, d time.Duration, by string, logs ...int) time.Duration {
+	t.Helper()
+	var last string
+	return waitUntil(t, d, func() string {
+		lines := ""
+		for _, n := range logs {
+			lines += c.node(n).logGrep("lease", "recover") + "\n"
+		}
+		return "requests with the issuer not recovered by " + by + ": " + last + "\n" + tail(lines, 4000)
+	}, func() bool {
+		recs, err := c.node(1).journal("")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		ledger := c.sim.Ledger()
+		done := 0
+		for _, r := range recs {
+			if _, ok := held[r.RRN]; ok && r.Final() && r.Reversed() && ledger[r.RRN].Reversed {
+				done++
+			} else if ok {
+				last = describe(r) + fmt.Sprintf("; issuer %+v", ledger[r.RRN])
+			}
+		}
+		return done == len(held)
+	})
+}
+
+// journalsReversed checks, within d, that every node's journal holds each of held
+// final, answered 91 and reversed: what the recovery wrote, which nothing the node
+// that had them did since overrides.
+func (c *testCluster) journalsReversed(t *testing.T, held map[string]issuersim.Entry, d time.Duration) {
+	t.Helper()
+	for _, n := range c.nodes {
+		var last string
+		waitUntilOr(t.Errorf, d, func() string { return fmt.Sprintf("node %d's journal: %s", n.n, last) }, func() bool {
+			recs, err := n.journal("")
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			ok := 0
+			for _, r := range recs {
+				if _, in := held[r.RRN]; !in {
+					continue
+				}
+				if r.Final() && r.Reversed() && r.RC == message.RCIssuerUnavailable {
+					ok++
+				} else {
+					last = describe(r)
+				}
+			}
+			return ok == len(held)
+		})
 	}
 }
 

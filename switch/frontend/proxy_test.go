@@ -362,6 +362,10 @@ func TestProxyProtocolHTTPPerSourceLimits(t *testing.T) {
 		t.Fatalf("a second connection of the terminal past max_conns_per_source 1 was answered %q", got)
 	}
 	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
+	// Until it is closed, the refused connection counts under the proxy's address,
+	// the one the next connection comes from: with a limit of one, it would be
+	// refused at accept (as CI saw once).
+	waitFor(t, "the refused connection to be let go", func() bool { return l.ConnCount() == 1 })
 	if got, err := postTPDU(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.8 192.0.2.1 40002 443\r\n"); err != nil || got != "approve 203.0.113.8:40002" {
 		t.Fatalf("another terminal through the same proxy: %q, %v", got, err)
 	}
