@@ -759,12 +759,19 @@ func (l *Lease) refresh(ctx context.Context) error {
 	return nil
 }
 
+// leaseConflictTries bounds putLease's puts of one refresh: after elections a
+// put whose acknowledgement was lost may still be stored between the read of
+// the leader and the next put (seen 6 December 2026: one retry was not enough,
+// the refreshes of a live node failed for a whole TTL and another node claimed
+// its recovery).
+const leaseConflictTries = 4
+
 // putLease puts this node's lease value b by a compare-and-set on the last
 // revision this node put. On a conflict it reads the lease from the bucket's
 // leader: none (it expired while the bucket was unwritable) or this
 // incarnation's own (an earlier put whose acknowledgement was lost) is put over
-// again; another process's means this node was usurped (usurped is set, and
-// returned).
+// again, up to leaseConflictTries puts within ctx; another process's means this
+// node was usurped (usurped is set, and returned).
 func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 	l.mu.Lock()
 	rev, usurped := l.rev, l.usurped
@@ -789,7 +796,7 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 				return 0, uerr
 			}
 		}
-		if err == nil || !isConflict(err) || try > 0 {
+		if err == nil || !isConflict(err) || try >= leaseConflictTries-1 || ctx.Err() != nil {
 			return r, err
 		}
 		data, seq, _, rerr := l.n.readLeader(ctx, LeaseBucket, key)
