@@ -1,11 +1,9 @@
 package payshield_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,41 +17,10 @@ import (
 // goroutine per connection, until the test ends.
 func serveHandler(t *testing.T, h func(context.Context, payshield.Request) payshield.Response) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					msg, err := payshield.ReadFrame(r, nil)
-					if err != nil {
-						return
-					}
-					req, err := payshield.ParseRequest(msg, payshield.DefaultHeaderLength)
-					if err != nil {
-						return
-					}
-					out, err := payshield.AppendResponse(nil, h(context.Background(), req))
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(out); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return scriptedHSM(t, func(req payshield.Request) []byte {
+		out, _ := payshield.AppendResponse(nil, h(context.Background(), req))
+		return out
+	})
 }
 
 // demoTMK is the clear value of the demo terminals' TMK (keys.demo: T0000001.TMK).

@@ -14,9 +14,10 @@ import (
 	"github.com/switchyard/switchyard/keys"
 )
 
-// erringHSM answers every command with the answer code it calls for and the error
-// code in code, as a payShield reporting an error does.
-func erringHSM(t *testing.T, code *atomic.Value) string {
+// scriptedHSM is a payShield of the test's on loopback: it answers every request
+// with the frame answer makes of it (nil: no answer, the connection closed), and
+// stops when the test ends. It returns its address.
+func scriptedHSM(t *testing.T, answer func(req payshield.Request) []byte) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -39,6 +40,7 @@ func erringHSM(t *testing.T, code *atomic.Value) string {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer c.Close()
 				r := bufio.NewReader(c)
 				for {
 					msg, err := payshield.ReadFrame(r, nil)
@@ -49,10 +51,10 @@ func erringHSM(t *testing.T, code *atomic.Value) string {
 					if err != nil {
 						return
 					}
-					rc, _ := payshield.ResponseCode(req.Code)
-					// Built by hand, not with AppendResponse: the answer is the HSM's.
-					ans := req.Header + rc + code.Load().(string)
-					out := append([]byte{byte(len(ans) >> 8), byte(len(ans))}, ans...)
+					out := answer(req)
+					if out == nil {
+						return
+					}
 					if _, err := c.Write(out); err != nil {
 						return
 					}
@@ -70,6 +72,18 @@ func erringHSM(t *testing.T, code *atomic.Value) string {
 		wg.Wait()
 	})
 	return ln.Addr().String()
+}
+
+// erringHSM answers every command with the answer code it calls for and the error
+// code in code, as a payShield reporting an error does.
+func erringHSM(t *testing.T, code *atomic.Value) string {
+	t.Helper()
+	return scriptedHSM(t, func(req payshield.Request) []byte {
+		rc, _ := payshield.ResponseCode(req.Code)
+		// Built by hand, not with AppendResponse: the answer is the HSM's.
+		ans := req.Header + rc + code.Load().(string)
+		return append([]byte{byte(len(ans) >> 8), byte(len(ans))}, ans...)
+	})
 }
 
 // TestClientPayShieldErrorCodes: the error codes a payShield with a key-block LMK

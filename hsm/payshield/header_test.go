@@ -1,11 +1,8 @@
 package payshield_test
 
 import (
-	"bufio"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,59 +18,15 @@ import (
 func TestClientAnswerOfUnknownHeader(t *testing.T) {
 	good, _ := serve(t, payshield.ServerOptions{})
 	e := newEnv(t, payshield.ClientOptions{Addrs: []string{good}}) // the demo keys
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r := bufio.NewReader(c)
-				for {
-					msg, err := payshield.ReadFrame(r, nil)
-					if err != nil {
-						return
-					}
-					req, err := payshield.ParseRequest(msg, payshield.DefaultHeaderLength)
-					if err != nil {
-						return
-					}
-					rc, _ := payshield.ResponseCode(req.Code)
-					// The header shifted by one character, as an HSM with a header
-					// length of 5 reads and echoes it.
-					out, _ := payshield.AppendResponse(nil, payshield.Response{Header: req.Header[1:] + req.Code[:1], Code: rc, ErrCode: "00"})
-					if _, err := c.Write(out); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	addr := scriptedHSM(t, func(req payshield.Request) []byte {
+		rc, _ := payshield.ResponseCode(req.Code)
+		// The header shifted by one character, as an HSM with a header
+		// length of 5 reads and echoes it.
+		out, _ := payshield.AppendResponse(nil, payshield.Response{Header: req.Header[1:] + req.Code[:1], Code: rc, ErrCode: "00"})
+		return out
 	})
 	const timeout = 3 * time.Second
-	c, err := payshield.NewClient(payshield.ClientOptions{Addrs: []string{ln.Addr().String()}, Store: e.store, Timeout: timeout, CommandDeadline: timeout, HealthEvery: -1})
+	c, err := payshield.NewClient(payshield.ClientOptions{Addrs: []string{addr}, Store: e.store, Timeout: timeout, CommandDeadline: timeout, HealthEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

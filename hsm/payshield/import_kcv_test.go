@@ -1,10 +1,8 @@
 package payshield_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 
@@ -24,45 +22,14 @@ func laxHSM(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					msg, err := payshield.ReadFrame(r, nil)
-					if err != nil {
-						return
-					}
-					req, err := payshield.ParseRequest(msg, payshield.DefaultHeaderLength)
-					if err != nil {
-						return
-					}
-					resp := srv.Handle(context.Background(), req)
-					if req.Code == "A6" && resp.ErrCode == payshield.CodeOK && len(resp.Body) >= 6 {
-						resp.Body = append(append([]byte(nil), resp.Body[:len(resp.Body)-6]...), "123456"...)
-					}
-					out, err := payshield.AppendResponse(nil, resp)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(out); err != nil {
-						return
-					}
-				}
-			}()
+	return scriptedHSM(t, func(req payshield.Request) []byte {
+		resp := srv.Handle(context.Background(), req)
+		if req.Code == "A6" && resp.ErrCode == payshield.CodeOK && len(resp.Body) >= 6 {
+			resp.Body = append(append([]byte(nil), resp.Body[:len(resp.Body)-6]...), "123456"...)
 		}
-	}()
-	return ln.Addr().String()
+		out, _ := payshield.AppendResponse(nil, resp)
+		return out
+	})
 }
 
 // TestClientImportChecksKCV: the payShield client checks an imported key's check
