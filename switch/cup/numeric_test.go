@@ -1,16 +1,12 @@
 package cup
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -22,15 +18,8 @@ import (
 // answered: Process's error (the connection closes) names the field. Until 6
 // December 2026 every one of these closed the connection without an answer.
 func TestBadNumericField(t *testing.T) {
-	mak := []byte("0123456789ABCDEF")
-	p := &fakePipeline{}
-	refs := &fakeRefusals{}
-	var logs bytes.Buffer
-	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Refusals: refs, Logger: zerolog.New(&logs),
-		Now: func() time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC) }}, p)
-	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
-		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
-	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	fx := newMACFixture(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	a, p, refs, logs, term, conn := fx.a, fx.p, fx.refs, fx.logs, fx.term, fx.conn
 	const pan = "4761739001010119"
 	// send builds a sale, has patch change the bytes of field id (its length prefix
 	// first), MACs the result and has the adapter process it.

@@ -1,15 +1,11 @@
 package cup
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -20,15 +16,8 @@ import (
 // December 2026 an F2 whose length counted the F, or with a hex digit inside, did
 // not decode and the connection was closed without an answer.
 func TestPaddedPAN(t *testing.T) {
-	mak := []byte("0123456789ABCDEF")
-	p := &fakePipeline{}
-	refs := &fakeRefusals{}
-	var logs bytes.Buffer
-	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Refusals: refs, Logger: zerolog.New(&logs),
-		Now: func() time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC) }}, p)
-	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
-		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
-	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	fx := newMACFixture(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	a, p, refs, logs, term, conn := fx.a, fx.p, fx.refs, fx.logs, fx.term, fx.conn
 	const pan15, pan19 = "476173900101015", "4761739001010123452"
 	// send builds a sale, lets patch change its frame (F2, F35 as nibbles) and its
 	// encoded body, MACs the result and has the adapter process it.

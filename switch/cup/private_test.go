@@ -1,15 +1,9 @@
 package cup
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
-
-	"github.com/switchyard/switchyard/switch/frontend"
-	"github.com/switchyard/switchyard/switch/message"
 )
 
 // TestPrivateFieldsNumeric: F60 (n..017) and F61 (n..029) with a hex letter or more
@@ -17,15 +11,8 @@ import (
 // naming the field; the longest valid ones go through. Until 5 December 2026 the
 // codec's 40 nibbles, hex letters included, reached the pipeline.
 func TestPrivateFieldsNumeric(t *testing.T) {
-	mak := []byte("0123456789ABCDEF")
-	p := &fakePipeline{}
-	refs := &fakeRefusals{}
-	var logs bytes.Buffer
-	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Refusals: refs, Logger: zerolog.New(&logs),
-		Now: func() time.Time { return time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC) }}, p)
-	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
-		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
-	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	fx := newMACFixture(time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC))
+	a, p, logs, term, conn := fx.a, fx.p, fx.logs, fx.term, fx.conn
 	const card = "6225880212345678"
 	send := func(f *Frame, mac bool) *Frame {
 		t.Helper()
