@@ -154,11 +154,7 @@ func BenchmarkDedup(b *testing.B) {
 	node := c.follower(leader)
 	js := c.js[node]
 	ctx := context.Background()
-	kv0, err := c.js[0].CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "dups", Replicas: 3, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = kv0
+	c.keyValue(b, jetstream.KeyValueConfig{Bucket: "dups", Replicas: 3, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute})
 	kv, err := js.KeyValue(ctx, "dups")
 	if err != nil {
 		b.Fatal(err)
@@ -408,9 +404,7 @@ func BenchmarkKV(b *testing.B) {
 	c := startCluster(b, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := c.js[0].CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "reg", Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
-		b.Fatal(err)
-	}
+	c.keyValue(b, jetstream.KeyValueConfig{Bucket: "reg", Replicas: 3, Storage: jetstream.FileStorage})
 	st, err := c.js[0].Stream(ctx, "KV_reg")
 	if err != nil {
 		b.Fatal(err)

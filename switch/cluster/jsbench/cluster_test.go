@@ -146,6 +146,27 @@ func (c *cluster) stream(tb testing.TB, cfg jetstream.StreamConfig) (jetstream.S
 	}
 }
 
+// keyValue creates a KV bucket, trying again while the meta leader does not
+// count every peer online ("no suitable peers for placement", 10005: right after
+// the cluster formed, or a peer that missed a heartbeat on a loaded machine, as
+// a CI run saw), as stream does.
+func (c *cluster) keyValue(tb testing.TB, cfg jetstream.KeyValueConfig) jetstream.KeyValue {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		kv, err := c.js[0].CreateKeyValue(ctx, cfg)
+		if err == nil {
+			return kv
+		}
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10005 || ctx.Err() != nil {
+			tb.Fatalf("create key-value bucket %s: %v", cfg.Bucket, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+}
+
 // waitInterest waits until every server routes the stream's subjects to it.
 // CreateStream answers once the stream leader has it; a replica, or a server
 // that only learns of it over a route, may take a moment more. Until then a

@@ -63,10 +63,7 @@ func TestSmoke(t *testing.T) {
 	}
 
 	// Duplicate filter in KV.
-	kv, err := c.js[0].CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "dups", Replicas: 3, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := c.keyValue(t, jetstream.KeyValueConfig{Bucket: "dups", Replicas: 3, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute})
 	if _, err := createOnce(ctx, kv, "T0000001.000001", []byte("t-1"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +109,7 @@ func TestSmoke(t *testing.T) {
 	}
 
 	// Registry: compare-and-set and a watch on another node.
-	reg, err := c.js[0].CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "reg", Replicas: 3, Storage: jetstream.FileStorage})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := c.keyValue(t, jetstream.KeyValueConfig{Bucket: "reg", Replicas: 3, Storage: jetstream.FileStorage})
 	rev, err := reg.Put(ctx, "terminal.T1", []byte(`{"state":"active"}`))
 	if err != nil {
 		t.Fatal(err)
