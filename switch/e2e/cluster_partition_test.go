@@ -302,7 +302,7 @@ func TestClusterPartition(t *testing.T) {
 	for _, n := range c.nodes {
 		var got string
 		waitUntilOr(t.Errorf, 20*time.Second, func() string { return fmt.Sprintf("node %d: %s", n.n, got) }, func() bool {
-			journalSum, issuerSum, err := c.approvedSums(n, tids)
+			journalSum, issuerSum, _, err := c.approvedSums(n, tids)
 			if err != nil {
 				got = err.Error()
 				return false
@@ -321,17 +321,18 @@ func TestClusterPartition(t *testing.T) {
 }
 
 // approvedSums adds up the approvals not reversed of the terminals tids in node n's
-// journal, and what the issuer holds approved and not reversed of those records.
-func (c *testCluster) approvedSums(n *clusterNode, tids map[string]bool) (journalSum, issuerSum int64, err error) {
+// journal, and what the issuer holds approved and not reversed of those records;
+// byRRN are those records.
+func (c *testCluster) approvedSums(n *clusterNode, tids map[string]bool) (journalSum, issuerSum int64, byRRN map[string]*journal.Record, err error) {
 	recs, err := n.journal("")
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	if len(recs) == 0 {
-		return 0, 0, errors.New("empty journal")
+		return 0, 0, nil, errors.New("empty journal")
 	}
 	ledger := c.sim.Ledger()
-	byRRN := map[string]*journal.Record{}
+	byRRN = map[string]*journal.Record{}
 	for _, r := range recs {
 		if !tids[r.TID] {
 			continue
@@ -346,5 +347,5 @@ func (c *testCluster) approvedSums(n *clusterNode, tids map[string]bool) (journa
 			issuerSum += e.Amount
 		}
 	}
-	return journalSum, issuerSum, nil
+	return journalSum, issuerSum, byRRN, nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/switch/issuersim"
-	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
@@ -172,28 +171,12 @@ func TestClusterNodePaused(t *testing.T) {
 	// What the terminals were told, the journal, the issuer: nothing approved
 	// stands but the purchase before the pause and any new one the journal and
 	// the issuer both hold approved.
-	recs, err := c.node(1).journal("")
+	journalSum, issuerSum, byRRN, err := c.approvedSums(c.node(1), tids)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ledger := c.sim.Ledger()
-	var journalSum, issuerSum, toldSum int64
-	byRRN := map[string]*journal.Record{}
-	for _, r := range recs {
-		if !tids[r.TID] {
-			continue
-		}
-		byRRN[r.RRN] = r
-		if r.Approved() && !r.Reversed() {
-			journalSum += r.Amount
-		}
-	}
-	for rrn, e := range ledger {
-		if byRRN[rrn] != nil && e.Approved && !e.Reversed {
-			issuerSum += e.Amount
-		}
-	}
-	toldSum = 1300 // the purchase before the pause
+	toldSum := int64(1300) // the purchase before the pause
 	for _, a := range told {
 		if a.err == nil && message.Approved(a.r.RC) {
 			toldSum += a.amount
