@@ -6,8 +6,8 @@ import (
 	"strconv"
 
 	"github.com/moov-io/iso8583"
-	"github.com/moov-io/iso8583/field"
 	iso8583errors "github.com/moov-io/iso8583/errors"
+	"github.com/moov-io/iso8583/field"
 )
 
 // TPDU is the 5-byte transport header before the header: ID 0x60, destination and
