@@ -500,16 +500,17 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 // decodeAnswerable decodes a message and the terminal and STAN an answer needs; a
 // message without them cannot be answered. bad, when not nil, is a request that
 // can be answered but not processed: a field after F42 that does not decode (the
-// frame is the fields before it, decode) or a numeric field that is not digits
-// (checkNumeric); it is answered 30, the field named.
+// frame is the fields before it, decode), a secondary bitmap, bytes after the last
+// field, or a numeric field that is not digits (checkNumeric); it is answered 30,
+// the field named.
 func decodeAnswerable(body []byte) (f *Frame, tid, stan string, bad *mapError, err error) {
 	f, partial, err := decode(body)
 	if err != nil {
 		var fe *FieldError
-		if partial == nil || !errors.As(err, &fe) || fe.Field <= 42 {
+		if partial == nil || !errors.As(err, &fe) || fe.at > 0 && fe.at <= 42 {
 			return nil, "", "", nil, fmt.Errorf("cup: undecodable message: %w", err)
 		}
-		f, bad = partial, formatErr(fe.Field, "does not decode: %v", fe.Err)
+		f, bad = partial, frameErr(fe)
 	}
 	tid, stan = f.Str(41), f.Str(11)
 	if tid == "" || stan == "" {
@@ -519,6 +520,21 @@ func decodeAnswerable(body []byte) (f *Frame, tid, stan string, bad *mapError, e
 		bad = checkNumeric(f)
 	}
 	return f, tid, stan, bad, nil
+}
+
+// frameErr is the format error (30) of a frame decode read only in part (an
+// answerable *FieldError): the field that did not decode, a secondary bitmap
+// (format-error-F1) or bytes after the last field (format-error-trailing-bytes).
+func frameErr(fe *FieldError) *mapError {
+	switch {
+	case fe.Field == 0:
+		me := formatErr(0, "%v", fe.Err)
+		me.token = "format-error-trailing-bytes"
+		return me
+	case fe.Field == 1:
+		return formatErr(1, "%v", fe.Err)
+	}
+	return formatErr(fe.Field, "does not decode: %v", fe.Err)
 }
 
 // numericFields are the fields of Spec read with their hex nibbles (NumBCD,
@@ -542,7 +558,7 @@ func checkNumeric(f *Frame) *mapError {
 // made: a field that did not decode or is not digits is neither journaled nor
 // echoed (F64, the MAC, stays: it is verified over the body).
 func dropBad(f *Frame, bad *mapError) {
-	if bad.field > 0 && bad.field != 64 {
+	if bad.field > 1 && bad.field != 64 { // F1, the bitmap, names a secondary bitmap
 		f.Msg.UnsetField(bad.field)
 	}
 }

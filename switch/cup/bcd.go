@@ -86,23 +86,42 @@ func (p bcdLength) EncodeLength(maxLen, dataLen int) ([]byte, error) {
 	return BCD.Encode([]byte(strings.Repeat("0", p.digits-len(s)) + s))
 }
 
+// DecodeLength reads the length prefix: its digits, right-aligned, the pad nibble of
+// an odd count 0. Unlike moov's prefix.BCD, a pad nibble other than 0 is refused
+// rather than skipped: a 3-digit length of 0x9012 is not 12 but a length the field
+// cannot have, and reading it as 12 would shift every field after it (since 6
+// December 2026, sixth release). Its digits are read without allocating; a prefix
+// that is not digits gets moov's error.
 func (p bcdLength) DecodeLength(maxLen int, data []byte) (int, int, error) {
 	n := bcd.EncodedLen(p.digits)
 	if len(data) < n {
 		return 0, 0, fmt.Errorf("not enough data length: %d to read: %d byte digits", n, len(data))
 	}
-	digits, _, err := BCD.Decode(data[:n], p.digits)
-	if err != nil {
-		return 0, 0, err
+	if p.digits%2 == 1 && data[0]>>4 != 0 && data[0]>>4 <= 9 {
+		return 0, 0, fmt.Errorf("data length: %X is not a %d-digit length (its pad digit is %d, not 0): larger than maximum %d", data[:n], p.digits, data[0]>>4, maxLen)
 	}
-	dataLen, err := strconv.Atoi(string(digits))
-	if err != nil {
-		return 0, 0, err
+	dataLen, digitsOK := 0, true
+	for i := 0; i < n*2; i++ {
+		d := int(data[i/2] >> 4)
+		if i%2 == 1 {
+			d = int(data[i/2] & 0x0f)
+		}
+		if d > 9 {
+			digitsOK = false
+			break
+		}
+		dataLen = dataLen*10 + d
 	}
-	if dataLen > maxLen {
-		return 0, 0, fmt.Errorf("data length: %d is larger than maximum %d", dataLen, maxLen)
+	if digitsOK {
+		if dataLen > maxLen {
+			return 0, 0, fmt.Errorf("data length: %d is larger than maximum %d", dataLen, maxLen)
+		}
+		return dataLen, n, nil
 	}
-	return dataLen, n, nil
+	if _, _, err := BCD.Decode(data[:n], p.digits); err != nil {
+		return 0, 0, err // moov's error for a nibble A-F
+	}
+	return 0, 0, fmt.Errorf("data length: %X is not %d decimal digits", data[:n], p.digits)
 }
 
 func (p bcdLength) Inspect() string { return "BCD." + strings.Repeat("L", p.digits) }

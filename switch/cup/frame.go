@@ -7,6 +7,7 @@ import (
 
 	"github.com/moov-io/iso8583"
 	iso8583errors "github.com/moov-io/iso8583/errors"
+	"github.com/moov-io/iso8583/field"
 )
 
 // TPDU is the 5-byte transport header before the header: ID 0x60, destination and
@@ -77,22 +78,44 @@ func Decode(body []byte) (*Frame, error) {
 	return f, nil
 }
 
-// FieldError is a body that decoded up to field Field, which did not (its length
-// prefix is not decimal digits or more than the field's maximum, or the body ends
-// inside it).
+// FieldError is a body that cannot be read as the dialect has it, from field Field
+// on: a field that did not decode (its length prefix is not decimal digits or more
+// than the field's maximum, or the body ends inside it), a secondary bitmap (Field 1:
+// bit 1 set, which the dialect does not use), or bytes after the last field (Field
+// 0: the body is longer than the fields its bitmap names).
 type FieldError struct {
 	Field int
 	Err   error
+	// at is the field that did not decode (0: every field named by the bitmap
+	// did): a frame is answerable only when that is none or one after F42 (F41
+	// read where the bitmap puts it).
+	at int
 }
 
-func (e *FieldError) Error() string { return fmt.Sprintf("F%d: %v", e.Field, e.Err) }
+func (e *FieldError) Error() string {
+	if e.Field == 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("F%d: %v", e.Field, e.Err)
+}
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// decode is Decode that, when a field after the bitmap does not decode, also
-// returns the frame read up to it (partial: the fields before it; a *FieldError
-// says which), so that a request whose terminal and STAN were read can be answered.
-// The MAC of a partial frame is the body's last 8 bytes when the bitmap has F64
-// (the body is well framed: its outer length held).
+// errSecondaryBitmap is the FieldError of a body with bit 1 set.
+var errSecondaryBitmap = errors.New("bit 1 set: a secondary bitmap, which the dialect does not use (its fields 65 to 128 are not read)")
+
+// decode is Decode that, when the body cannot be read as the dialect has it, also
+// returns the frame read as far as it goes (partial; a *FieldError says why), so
+// that a request whose terminal and STAN were read can be answered:
+//
+//   - a field after the bitmap that does not decode: the fields before it;
+//   - a secondary bitmap (bit 1): the fields 2 to 64 read after both bitmaps (the
+//     secondary one skipped), whatever follows them left unread;
+//   - bytes after the last field: every field.
+//
+// The MAC of a partial frame is the body's last 8 bytes when the bitmap has F64 (or,
+// with a secondary bitmap, F128: the last field, as ISO 8583 has it): the body is
+// well framed (its outer length held), so its end is the terminal's, whereas where
+// F64 falls after a field of a wrong length is not known.
 func decode(body []byte) (f *Frame, partial *Frame, err error) {
 	if len(body) < prefixLen+2+8 {
 		return nil, nil, fmt.Errorf("%w: %d bytes", ErrShort, len(body))
@@ -109,31 +132,99 @@ func decode(body []byte) (f *Frame, partial *Frame, err error) {
 		}
 	}()
 	msg := body[prefixLen:]
+	macBit := msg[2+7]&1 == 1 // F64
+	secondary := msg[2]&0x80 != 0
+	if secondary {
+		// Read as the dialect's message without it: bit 1 cleared, the 8 bytes
+		// of the secondary bitmap left out (a copy: the bad path only).
+		if len(msg) < 2+16 {
+			return nil, nil, fmt.Errorf("bitmap: bit 1 (a secondary bitmap) set, but the body ends inside the secondary bitmap (%d bytes after the MTI)", len(msg)-2)
+		}
+		macBit = macBit || msg[2+15]&1 == 1 // F128
+		m := make([]byte, 0, len(msg)-8)
+		m = append(append(append(m, msg[:2]...), msg[2]&0x7f), msg[3:10]...)
+		msg = append(m, msg[18:]...)
+	}
+	// partialOf returns f as a partial frame, its MAC the body's last 8 bytes.
+	partialOf := func(fe *FieldError) (*Frame, *Frame, error) {
+		if macBit && fe.at != 64 && len(body) >= prefixLen+2+8+8 {
+			_ = f.Msg.BinaryField(64, body[len(body)-8:])
+			f.Msg.Bitmap().Set(64) // F128's MAC, when F64 is not in the primary bitmap
+		}
+		if secondary && fe.Field != 1 {
+			fe = &FieldError{Field: 1, Err: fmt.Errorf("%w; then %v", errSecondaryBitmap, fe), at: fe.at}
+		}
+		return nil, f, fe
+	}
 	if err := f.Msg.Unpack(msg); err != nil {
 		var ue *iso8583errors.UnpackError
 		if id, aerr := 0, error(nil); errors.As(err, &ue) {
 			id, aerr = strconv.Atoi(ue.FieldID)
 			if aerr == nil && id > 1 && !f.Msg.Bitmap().IsSet(1) {
 				f.Msg.UnsetField(id)
-				if f.Msg.Bitmap().IsSet(64) && id < 64 && len(msg) >= 2+8+8 {
-					_ = f.Msg.BinaryField(64, msg[len(msg)-8:])
-				}
-				return nil, f, &FieldError{Field: id, Err: ue.Err}
+				return partialOf(&FieldError{Field: id, Err: ue.Err, at: id})
 			}
 		}
 		return nil, nil, err
 	}
-	if f.Msg.Bitmap().IsSet(1) {
-		return nil, nil, errors.New("a secondary bitmap is not used in this dialect")
+	if f.Msg.Bitmap().IsSet(1) { // a third bitmap: bit 1 of the secondary one
+		return nil, nil, errors.New("bitmap: a secondary and a third bitmap, which the dialect does not use")
 	}
-	packed, err := f.Msg.Pack()
+	n, err := wireLen(f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("re-packing: %w", err)
+		return nil, nil, err
 	}
-	if len(packed) != len(msg) {
-		return nil, nil, fmt.Errorf("%d bytes after the last field", len(msg)-len(packed))
+	switch {
+	case secondary:
+		return partialOf(&FieldError{Field: 1, Err: errSecondaryBitmap})
+	case n != len(msg):
+		return partialOf(&FieldError{Err: fmt.Errorf("%d bytes after the last field: the body is longer than the fields its bitmap names (a length prefix that is wrong but within the field's maximum, or bytes added after F64)", len(msg)-n)})
 	}
 	return f, nil, nil
+}
+
+// wireLen returns the length of f's message (MTI to the last field) as it was read,
+// from the fields' lengths and Spec's encodings (wireSizes), without encoding it:
+// the decode path's check that no byte is left after the last field allocates
+// nothing. A field of a kind wireSizes does not know is encoded to be measured.
+func wireLen(f *Frame) (int, error) {
+	n := 2 + 8
+	for id := 2; id <= 64; id++ {
+		if !f.Msg.Bitmap().IsSet(id) {
+			continue
+		}
+		fl := f.Msg.GetField(id)
+		if fl == nil {
+			continue
+		}
+		w := wireSizes[id]
+		switch {
+		case w.fixed > 0:
+			n += w.fixed
+			continue
+		case w.pref > 0:
+			l := -1
+			switch v := fl.(type) {
+			case *field.String:
+				l = len(v.Value())
+			case *field.Binary:
+				l = len(v.Value())
+			}
+			if l >= 0 {
+				if w.half {
+					l = (l + 1) / 2
+				}
+				n += w.pref + l
+				continue
+			}
+		}
+		b, err := fl.Pack()
+		if err != nil {
+			return 0, fmt.Errorf("re-packing F%d: %w", id, err)
+		}
+		n += len(b)
+	}
+	return n, nil
 }
 
 // MACFunc computes the 8-byte F64 of the MAC input (MTI to F63).

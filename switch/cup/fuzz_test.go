@@ -78,6 +78,33 @@ func FuzzCUPProcess(f *testing.F) {
 	f.Add(readCapture(f, "codetd-5053461-sale-0200.hex"))
 	f.Add(readCapture(f, "wearapay-ic-sale-0200.hex"))
 	f.Add(readCapture(f, "donjin-https-signin-0800.hex"))
+	// The frame's format errors (TestFrameFormatErrors): a secondary bitmap (F64,
+	// then F128 as the MAC), bytes after the last field, F63's length prefix with a
+	// pad digit other than 0 and one in range but short.
+	if fr, err := term.Build(Txn{Kind: "sale", PAN: "4761739001010119", Expiry: "2912", Amount: 100}); err == nil {
+		fr.Set(63, "CUP")
+		if body, err := fr.Encode(term.MACOf); err == nil {
+			const bm = prefixLen + 2
+			for _, mac128 := range []bool{false, true} {
+				sec := make([]byte, 8)
+				b := append([]byte(nil), body[:bm+8]...)
+				b[bm] |= 0x80
+				if mac128 {
+					b[bm+7] &^= 1
+					sec[7] = 1
+				}
+				f.Add(append(append(b, sec...), body[bm+8:]...))
+			}
+			f.Add(append(append([]byte(nil), body...), 0, 0, 0))
+			if at, err := fr.Offset(63); err == nil {
+				for _, pre := range [][2]byte{{0x90, 0x03}, {0x00, 0x01}} {
+					b := append([]byte(nil), body...)
+					b[at], b[at+1] = pre[0], pre[1]
+					f.Add(b)
+				}
+			}
+		}
+	}
 	named := regexp.MustCompile(`field \d+|F\d+|MTI|TPDU|bitmap|shorter than|after the last field|decoder panic`)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Refusals: &fakeRefusals{}, Logger: zerolog.Nop(),

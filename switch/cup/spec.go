@@ -144,3 +144,45 @@ var Spec = &iso8583.MessageSpec{
 		64: binFixed(8, "Message Authentication Code"),
 	},
 }
+
+// wireSize is how a field of Spec is laid out on the wire, for wireLen: fixed bytes
+// (fixed > 0), or a BCD length prefix of pref bytes and the field's content, two
+// characters a byte when half (BCD, nibbles), else one. Neither: measured by
+// encoding it.
+type wireSize struct {
+	fixed, pref int
+	half        bool
+}
+
+// wireSizes are Spec's fields' wireSize, by field number.
+var wireSizes = func() (w [65]wireSize) {
+	for id := 2; id <= 64; id++ {
+		fl, ok := Spec.Fields[id]
+		if !ok {
+			continue
+		}
+		s := fl.Spec()
+		var half, known bool
+		switch s.Enc {
+		case BCD, LBCD, NumBCD, NumLBCD, Nibbles:
+			half, known = true, true
+		case encoding.ASCII, encoding.Binary:
+			known = true
+		}
+		if !known {
+			continue
+		}
+		switch s.Pref {
+		case BCDLength.Fixed, prefix.ASCII.Fixed, prefix.Binary.Fixed:
+			w[id].fixed = s.Length
+			if half {
+				w[id].fixed = (s.Length + 1) / 2
+			}
+		case BCDLength.LL:
+			w[id] = wireSize{pref: 1, half: half}
+		case BCDLength.LLL:
+			w[id] = wireSize{pref: 2, half: half}
+		}
+	}
+	return w
+}()

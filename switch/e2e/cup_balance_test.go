@@ -36,3 +36,33 @@ func TestCUPBalanceInquiry(t *testing.T) {
 		t.Errorf("ASCII balance inquiry: rc %s DE 54 %q, want 00 %q", r.RC, r.Balance, want)
 	}
 }
+
+// TestCUPBalanceInquiryResent: a balance inquiry the terminal sends again (the same
+// bytes: its answer was lost) is answered from the journal's first answer, over TCP,
+// and carries the same F54 as the first answer did; nothing goes to the issuer
+// again. Until the sixth release of 6 December 2026 the resend's answer had no F54
+// (the balance was not journaled).
+func TestCUPBalanceInquiryResent(t *testing.T) {
+	f := startCUP(t)
+	want := fmt.Sprintf("0002156C%012d", issuersim.DemoBalance)
+	term := cupTerminal(t, f, "003", cupHome)
+	req, err := term.Build(cup.Txn{Kind: "balance", PAN: cupCard, Expiry: cupCardExp, PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := req.Encode(term.MACOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := term.RoundTrip(body)
+	if err != nil || first.Str(39) != "00" || first.Str(54) != want {
+		t.Fatalf("balance inquiry: %v %v F54 %q, want 00 F54 %q", err, first, first.Str(54), want)
+	}
+	again, _, err := term.RoundTrip(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Str(39) != "00" || again.Str(37) != first.Str(37) || again.Str(54) != want || !again.Has(64) {
+		t.Errorf("resent balance inquiry: %s F54 %q, want the first answer (RRN %s) with F54 %q, MAC'd", cup.Summary(again), again.Str(54), first.Str(37), want)
+	}
+}

@@ -78,7 +78,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// December 2026 skipped them), so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != "", r.ContentSum != 0}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != "", r.ContentSum != 0, r.Balance != ""}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -142,6 +142,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 		} else {
 			e.bytes(nil)
 		}
+	}
+	if n > 15 {
+		e.str(r.Balance)
 	}
 	e.b = append(e.b, r.Unknown...)
 	return e.b, nil
@@ -296,6 +299,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 		if f := d.raw(); len(f) == 8 {
 			r.ContentSum = binary.BigEndian.Uint64(f)
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Balance = d.str()
 	}
 	if d.err == nil && len(d.b) > 0 {
 		// Fields of a newer version: kept as they are (see Record.Unknown).

@@ -110,6 +110,37 @@ func TestCodecContentSum(t *testing.T) {
 	}
 }
 
+// TestCodecBalance: an approved balance inquiry's DE 54 is kept after ContentSum,
+// only when set: a record without it encodes as before, one with it starts with the
+// same bytes, keeps the fields before it, and the balance is not in the JSON.
+func TestCodecBalance(t *testing.T) {
+	const de54 = "0002156C000001234567"
+	r := sample("000000000005", time.Unix(1700000000, 0), "T0000001")
+	without, _ := r.MarshalBinary()
+	r.Balance = de54
+	with, _ := r.MarshalBinary()
+	if len(with) <= len(without) || !bytes.Equal(with[:len(without)], without) {
+		t.Fatalf("with it:\n%x\nwithout:\n%x", with, without)
+	}
+	var back Record
+	if err := back.UnmarshalBinary(with); err != nil || back.Balance != de54 || back.Unknown != nil {
+		t.Fatalf("back %q, unknown %x: %v", back.Balance, back.Unknown, err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(without); err != nil || back.Balance != "" {
+		t.Fatalf("a record without it: %q: %v", back.Balance, err)
+	}
+	r.Label, r.ContentSum = "x", 42
+	b, _ := r.MarshalBinary()
+	back = Record{}
+	if err := back.UnmarshalBinary(b); err != nil || back.Label != "x" || back.ContentSum != 42 || back.Balance != de54 {
+		t.Fatalf("with the fields before it: %+v: %v", back, err)
+	}
+	if j, _ := json.Marshal(r); bytes.Contains(j, []byte("1234567")) {
+		t.Fatalf("the balance is in the record's JSON: %s", j)
+	}
+}
+
 // TestCodecKeepsNewerFields: fields a newer version appends after the last one this
 // version knows survive this version's decoding and re-encoding (a rolling upgrade's
 // older node rewriting a newer node's record), whichever known fields are set.
@@ -132,6 +163,7 @@ func TestCodecKeepsNewerFields(t *testing.T) {
 	e.bytes(nil)        // SealedExpiry
 	e.str("")           // CaptureKey
 	e.bytes(nil)        // ContentSum
+	e.str("")           // Balance
 	known := len(e.b)
 	e.str("a newer field")
 	e.int(42)

@@ -233,6 +233,15 @@ type Record struct {
 	// Encoded after CaptureKey as 8 bytes, only when set (since the third release
 	// of 6 December 2026).
 	ContentSum uint64 `json:"-"`
+	// Balance is, on an approved balance inquiry's record, the DE 54 of its
+	// answer: the issuer's balances in ISO 8583:1987's layout (account type,
+	// amount type, currency, sign, amount; no card data), so that the
+	// terminal's resend of the inquiry, answered from this record, carries them
+	// as the first answer did. "" on other records and in records written
+	// before it. Never in the record's JSON (queries, exports) nor a log.
+	// Encoded after ContentSum, only when set (since the sixth release of 6
+	// December 2026).
+	Balance string `json:"-"`
 	// Unknown is the encoding of the trailing fields after the last one this
 	// version knows: fields a newer version wrote. Decoding keeps them and
 	// encoding writes them back after the known ones, so that during a rolling

@@ -15,6 +15,7 @@ import (
 type outcome struct {
 	rrn, auth, rc, reason string
 	amount                string // DE 4 of a partial approval's answer ("": the request's)
+	balance               string // DE 54 of an approved balance inquiry's answer (journal.Record.Balance)
 }
 
 // dupContent is what a duplicate must repeat besides its key: a request with the key of
@@ -162,7 +163,7 @@ func recordOutcome(r *journal.Record) outcome {
 	if r.Approved() && r.Reversed() {
 		return outcome{rrn: r.RRN, rc: message.RCIssuerUnavailable, reason: "approval-reversed"}
 	}
-	return outcome{rrn: r.RRN, auth: r.AuthCode, rc: r.RC, reason: r.Reason, amount: approvedDE4(r)}
+	return outcome{rrn: r.RRN, auth: r.AuthCode, rc: r.RC, reason: r.Reason, amount: approvedDE4(r), balance: r.Balance}
 }
 
 // sameContent reports whether the journaled record r is the request t resent: the same

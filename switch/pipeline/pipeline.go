@@ -687,6 +687,9 @@ func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
 	resp := message.NewResponseBuilderAmount(t.req, out.amount).Set(37, out.rrn).Set(39, out.rc)
 	if message.Approved(out.rc) {
 		resp.Set(38, out.auth)
+		if out.balance != "" { // a balance inquiry's first answer's DE 54
+			resp.Set(54, out.balance)
+		}
 	}
 	if out.reason != "" {
 		resp.Set(48, message.ReasonTLV(out.reason))
@@ -1203,6 +1206,11 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 func (p *Pipeline) respondWith(ctx context.Context, t *txn, rc, auth, by, reason, de54 string) (frontend.Response, error) {
 	rec := &t.rec
 	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = rc, auth, by, reason
+	if message.Approved(rc) && de54 != "" {
+		// Journaled (never logged) so that a resend of the inquiry, answered
+		// from this record (repeat), carries the balances the first answer did.
+		rec.Balance = de54
+	}
 	// The record's total: up to its final write (a reader of the journal gets the
 	// time up to the answer written once the delivery mark is merged in).
 	rec.Timings.Total = max(1, p.now().Sub(t.start).Microseconds())

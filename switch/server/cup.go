@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // newCUPAdapter puts the UnionPay-style dialect's adapter in front of the pipeline
@@ -19,8 +20,13 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		s.cupSessions = cup.NewSessions()
 	}
 	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, KeyCreated: s.keyCreated, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline, Offline: s.Pipeline, NextRRN: s.Pipeline.NextRRN,
-		Logger:          s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
-		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
+		Logger: s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
+		Answered: func(mti, rc string) {
+			s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc()
+			if rc == message.RCFormatError { // the adapter's 30s: a field or the frame not as the dialect has it
+				s.Metrics.FormatErrors.Inc()
+			}
+		},
 		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() },
 		KeyRefused:      func(reason string) { s.Metrics.CUPKeyRefusals.WithLabelValues(reason).Inc() },
 		TestTraffic:     func(action string) { s.Metrics.CUPTestMode.WithLabelValues(action).Inc() },
