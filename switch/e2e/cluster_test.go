@@ -177,7 +177,7 @@ func (c *testCluster) testKSNWithoutPINResent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx := softpos(2100) // its STAN and DE 7 fixed: every send is the same bytes
+	tx := softpos(2100)      // its STAN and DE 7 fixed: every send is the same bytes
 	tx.PAN = testPAN(959000) // a card of its own: the softpos card's earlier purchases trip the repeat-card rule
 	tx.TLV = append(tx.TLV, [2]string{"KS", nextKSN()})
 	m, err := termclient.Build(tx, message.DialectASCII)
