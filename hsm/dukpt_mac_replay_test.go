@@ -11,8 +11,9 @@ import (
 // block does. The ANSI X9.24-1 Annex A.4 request MAC verifies once; the same request
 // again (same KSN, no PIN block) is ErrReplay, also with a wrong MAC (refused before
 // any MAC is computed: the answer says nothing of the MAC); a wrong MAC under a new
-// KSN burns nothing; a PIN block under a KSN a MAC took is a replay too. Until 6
-// December 2026 only PIN blocks were checked and the replay verified.
+// KSN burns nothing; a PIN block under a KSN a MAC took is a replay too; and the
+// counter is the key store's, on disk: after a restart the replay is still refused.
+// Until 6 December 2026 only PIN blocks were checked and the replay verified.
 func TestDUKPTMACReplayRefused(t *testing.T) {
 	e := newEnv(t, hsm.Options{})
 	data := []byte("4012345678909D987")
@@ -48,5 +49,11 @@ func TestDUKPTMACReplayRefused(t *testing.T) {
 		PAN: "4012345678909", Dest: hsm.KeyRef{ID: "demo.ZPK"}})
 	if !errors.Is(err, hsm.ErrReplay) {
 		t.Fatalf("a PIN block under a KSN a MAC took: %v; want ErrReplay", err)
+	}
+	// The counter is the key store's (keys.Store, in its Badger, synced when
+	// advanced): a restart does not forget it.
+	e.reopen(hsm.Options{})
+	if err := e.hsm.VerifyMAC(e.ctx, next, m); !errors.Is(err, hsm.ErrReplay) {
+		t.Fatalf("the request MAC again after a restart: %v; want ErrReplay", err)
 	}
 }

@@ -79,6 +79,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("VelocityAcrossNodes", c.testVelocity)
 	t.Run("OriginalChangedOnTwoNodes", c.testOriginalRace)
 	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
+	t.Run("KSNWithoutPINResentAcrossNodes", c.testKSNWithoutPINResent)
 	t.Run("LastSeenAcrossNodes", c.testLastSeen)
 	t.Run("ProfilesRefreshedEverywhere", c.testProfilesRefresh)
 	t.Run("IncidentsAcrossNodes", c.testIncidents)
@@ -160,6 +161,61 @@ func (c *testCluster) testDUKPTReplay(t *testing.T) {
 	c.waitJournaled(2, "T0000002", forged.RRN, 10*time.Second)
 	if next := nextKSN(); send(2, next, mac).RC != "00" {
 		t.Fatalf("KSN %s on node 2, after node 1 refused a forged %s: not approved; a refused KSN blocked the device", next, high)
+	}
+}
+
+// testKSNWithoutPINResent: the cluster form of TestReplayedKSNWithoutPINForwardedOnce.
+// A request's MAC is under the terminal's static TAK on the message path (no dialect
+// verifies a DUKPT MAC), and a KSN without a PIN block takes no counter, so a request
+// carrying a KSN and no PIN, captured and sent again byte for byte to another node, is
+// no DUKPT matter: it is the journal's duplicate, decided in stream order, answered
+// with the first answer and not sent to the issuer again, on node 2 after it applied
+// node 1's record and on node 3 at once. Changed in any byte it would fail its MAC.
+func (c *testCluster) testKSNWithoutPINResent(t *testing.T) {
+	c = c.rebind(t)
+	mac, err := termclient.RetailMAC(demoTAK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := softpos(2100)      // its STAN and DE 7 fixed: every send is the same bytes
+	tx.PAN = testPAN(959000) // a card of its own: the softpos card's earlier purchases trip the repeat-card rule
+	tx.TLV = append(tx.TLV, [2]string{"KS", nextKSN()})
+	m, err := termclient.Build(tx, message.DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int) termclient.Result {
+		ft := singleNodeTerm(c, n, 15*time.Second)
+		defer ft.close()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		resp, _, _, err := ft.f.Send(ctx, m, mac)
+		if err != nil {
+			t.Fatalf("node %d: %v", n, err)
+		}
+		r, err := termclient.Decode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := send(1)
+	if first.RC != "00" {
+		t.Fatalf("purchase with a KSN and no PIN on node 1: %s (%s)", first.RC, first.Reason)
+	}
+	// Node 3 first, at once (it may not have applied node 1's record: the stream's
+	// order decides), then node 2 once it has.
+	r3 := send(3)
+	c.waitJournaled(2, tx.TID, first.RRN, 10*time.Second)
+	r2 := send(2)
+	for n, r := range map[int]termclient.Result{2: r2, 3: r3} {
+		if r.RC != first.RC || r.RRN != first.RRN || r.AuthCode != first.AuthCode {
+			t.Errorf("the same bytes on node %d: %s (%s) RRN %s auth %s; want node 1's answer %s RRN %s auth %s",
+				n, r.RC, r.Reason, r.RRN, r.AuthCode, first.RC, first.RRN, first.AuthCode)
+		}
+	}
+	if e := c.sim.Ledger()[first.RRN]; e.Requests != 1 {
+		t.Fatalf("RRN %s: the issuer saw %d requests; want 1 (the resends repeat the first answer)", first.RRN, e.Requests)
 	}
 }
 

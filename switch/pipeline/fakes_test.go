@@ -604,11 +604,14 @@ type fakeHSM struct {
 	generateErr  error
 	translations []hsm.TranslatePINRequest
 	generated    []hsm.GenerateKeyRequest
+	// macs are the MAC requests asked (verified and generated), without their data.
+	macs []hsm.MACRequest
 }
 
 func (h *fakeHSM) VerifyMAC(_ context.Context, req hsm.MACRequest, mac []byte) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.macs = append(h.macs, hsm.MACRequest{Key: req.Key, KSN: req.KSN, Response: req.Response, Scheme: req.Scheme})
 	if h.verifyErr != nil {
 		return h.verifyErr
 	}
@@ -621,6 +624,7 @@ func (h *fakeHSM) VerifyMAC(_ context.Context, req hsm.MACRequest, mac []byte) e
 
 func (h *fakeHSM) GenerateMAC(_ context.Context, req hsm.MACRequest) ([]byte, error) {
 	h.mu.Lock()
+	h.macs = append(h.macs, hsm.MACRequest{Key: req.Key, KSN: req.KSN, Response: req.Response, Scheme: req.Scheme})
 	err := h.generateErr
 	h.mu.Unlock()
 	if err != nil {
