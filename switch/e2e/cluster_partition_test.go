@@ -168,30 +168,10 @@ func TestClusterPartition(t *testing.T) {
 	placeLeaders(t, c, map[string]string{"JOURNAL": "n3", "KV_RECORD_LOCKS": "n3", "SAF": "n3", "STATE": "n3", "KV_leases": "n3"})
 
 	// Requests in flight with the issuer when the link goes: the issuer approves
-	// each at once and answers 5 s later, while node 3 is cut off.
-	const inFlight = 4
-	answers, withIssuer := c.holdAtIssuer(t, 3, inFlight, 1, "LT00153%d", 955000, tids)
-	c.isolate(3, true)
-	cutAt := time.Now()
-	healed := false
-	defer func() {
-		if !healed {
-			c.isolate(3, false)
-		}
-	}()
-	c.sim.SetFaults(issuersim.Faults{})
-	held := withIssuer()
-	atCut := c.sim.Ledger()
-
-	// A new purchase on node 3 while it is cut off: never approved, never sent.
-	const newTID = "LT001535"
-	tids[newTID] = true
-	go func() {
-		ft := singleNodeTerm(c, 3, 90*time.Second)
-		defer ft.close()
-		r, _, _, err := ft.send(probeTxn(newTID, testPAN(956000), 1700), 90*time.Second)
-		answers <- pausedAnswer{newTID, 1700, r, err}
-	}()
+	// each at once and answers 5 s later, while node 3 is cut off; and a new
+	// purchase on node 3 while it is cut off: never approved, never sent.
+	p := c.cutOff(t, 3, 5*time.Second, "LT00153%d", 955000, "LT001535", 956000, tids)
+	answers, held, atCut, cutAt := p.answers, p.held, p.atCut, p.cutAt
 
 	// Node 3 says why it is not ready.
 	var why string
@@ -221,7 +201,7 @@ func TestClusterPartition(t *testing.T) {
 	}
 
 	// Node 3's terminals: nothing approved while it is cut off.
-	told := collectAnswers(t, answers, inFlight+1, 75*time.Second, "node 3")
+	told := collectAnswers(t, answers, len(held)+1, 75*time.Second, "node 3")
 	for tid, a := range told {
 		t.Logf("terminal %s of node 3 cut off: rc %q rrn %s reason %q, err %v", tid, a.r.RC, a.r.RRN, a.r.Reason, a.err)
 		if a.err == nil && message.Approved(a.r.RC) {
@@ -233,7 +213,7 @@ func TestClusterPartition(t *testing.T) {
 
 	// The majority recovers node 3's open transactions: 91, reversed at the issuer.
 	c.waitRecovered(t, held, 60*time.Second, "the majority", 1, 2)
-	t.Logf("node 3's %d requests with the issuer recovered by the majority %s after the cut", inFlight, time.Since(cutAt).Round(time.Millisecond))
+	t.Logf("node 3's %d requests with the issuer recovered by the majority %s after the cut", len(held), time.Since(cutAt).Round(time.Millisecond))
 	for rrn, e := range c.sim.Ledger() {
 		if strings.HasPrefix(rrn, "3") && atCut[rrn].RRN == "" && e.Requests > 0 {
 			t.Errorf("RRN %s: node 3 sent the issuer a new request while cut off: %+v", rrn, e)
@@ -242,9 +222,7 @@ func TestClusterPartition(t *testing.T) {
 
 	// Healed: node 3 serves again by itself, or exits 75 for its supervisor (its
 	// lease was taken over) and serves once started again.
-	c.isolate(3, false)
-	healed = true
-	healedAt := time.Now()
+	healedAt := p.heal()
 	n3 := c.node(3)
 	var state string
 	waitUntil(t, 60*time.Second, func() string { return "node 3 after the heal: " + state + "\n" + n3.logTail(2000) }, func() bool {
@@ -299,6 +277,74 @@ func TestClusterPartition(t *testing.T) {
 
 	// What the terminals were told, the journal, the issuer and every node's
 	// settlement: the same approvals.
+	c.booksAgree(t, begin, tids, toldSum)
+	for _, n := range c.nodes {
+		if err := n.stop(); err != nil {
+			t.Errorf("graceful stop of node %d: %v; log ends:\n%s", n.n, err, n.logTail(2000))
+		}
+	}
+}
+
+// partition is node n cut off from both peers while the issuer holds its
+// purchases (cutOff): what the partition tests share.
+type partition struct {
+	c *testCluster
+	n int
+	// answers brings the answers of node n's terminals: the purchases held at the
+	// issuer, then the new one sent after the cut.
+	answers chan pausedAnswer
+	// held are node n's requests the issuer held (approved, answer delayed) at
+	// the cut; atCut is the issuer's ledger then.
+	held, atCut map[string]issuersim.Entry
+	cutAt       time.Time
+	healed      bool
+}
+
+// partitionHeld is how many of the cut node's purchases the issuer holds at the cut.
+const partitionHeld = 4
+
+// cutOff has the issuer hold partitionHeld purchases of node n (holdAtIssuer:
+// terminals fmt.Sprintf(tidFormat, i+1), cards from panBase; approved at once,
+// answered hold later), cuts node n's server off from both peers', ends the
+// issuer's delay for what comes next, and sends a new purchase of 1,700 on node
+// n from terminal newTID (card testPAN(newPAN)), whose answer comes on the
+// answers too. Every terminal is added to tids. The cut is healed when the test
+// ends, if the test has not healed it.
+func (c *testCluster) cutOff(t *testing.T, n int, hold time.Duration, tidFormat string, panBase int, newTID string, newPAN int, tids map[string]bool) *partition {
+	t.Helper()
+	answers, withIssuer := c.holdAtIssuer(t, n, partitionHeld, 1, hold, tidFormat, panBase, tids)
+	c.isolate(n, true)
+	p := &partition{c: c, n: n, answers: answers, cutAt: time.Now()}
+	t.Cleanup(func() {
+		if !p.healed {
+			c.isolate(n, false)
+		}
+	})
+	c.sim.SetFaults(issuersim.Faults{})
+	p.held, p.atCut = withIssuer(), c.sim.Ledger()
+	tids[newTID] = true
+	go func() {
+		ft := singleNodeTerm(c, n, 90*time.Second)
+		defer ft.close()
+		r, _, _, err := ft.send(probeTxn(newTID, testPAN(newPAN), 1700), 90*time.Second)
+		answers <- pausedAnswer{newTID, 1700, r, err}
+	}()
+	return p
+}
+
+// heal joins the cut node's server to its peers' again and returns when.
+func (p *partition) heal() time.Time {
+	p.c.isolate(p.n, false)
+	p.healed = true
+	return time.Now()
+}
+
+// booksAgree checks, within 20 s on each node, that the approvals not reversed of
+// the terminals tids add up to toldSum (what the terminals were told) in the
+// node's journal, at the issuer and in the node's settlement of the days since
+// begin.
+func (c *testCluster) booksAgree(t *testing.T, begin time.Time, tids map[string]bool, toldSum int64) {
+	t.Helper()
 	for _, n := range c.nodes {
 		var got string
 		waitUntilOr(t.Errorf, 20*time.Second, func() string { return fmt.Sprintf("node %d: %s", n.n, got) }, func() bool {
@@ -312,11 +358,6 @@ func TestClusterPartition(t *testing.T) {
 			return err == nil && journalSum == toldSum && issuerSum == toldSum && settled == toldSum
 		})
 		t.Logf("node %d: %s", n.n, got)
-	}
-	for _, n := range c.nodes {
-		if err := n.stop(); err != nil {
-			t.Errorf("graceful stop of node %d: %v; log ends:\n%s", n.n, err, n.logTail(2000))
-		}
 	}
 }
 

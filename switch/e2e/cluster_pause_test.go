@@ -65,7 +65,7 @@ func TestClusterNodePaused(t *testing.T) {
 	// Requests in flight with the issuer when node 2 stops: the issuer approves
 	// each at once and answers 5 s later (during the pause, or read at the wake).
 	const inFlight = 4
-	answers, withIssuer := c.holdAtIssuer(t, 2, inFlight, 1, "LT00150%d", 951000, tids)
+	answers, withIssuer := c.holdAtIssuer(t, 2, inFlight, 1, 5*time.Second, "LT00150%d", 951000, tids)
 	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -217,16 +217,16 @@ func TestClusterNodePaused(t *testing.T) {
 	}
 }
 
-// holdAtIssuer has the issuer approve every request at once and answer it 5 s
+// holdAtIssuer has the issuer approve every request at once and answer it hold
 // later, and sends n purchases to node (terminals fmt.Sprintf(tidFormat, i+1),
 // cards testPAN(panBase+i), amounts 1,200 + 100 i, added to tids) from terminals
 // that wait up to 90 s; it returns once the issuer has all n. Their answers come on
 // answers, which has room for extra more; withIssuer lists node's requests the
 // issuer holds so (its RRNs begin with the node's number). The caller ends the
 // delay (SetFaults) when it has what it needs.
-func (c *testCluster) holdAtIssuer(t *testing.T, node, n, extra int, tidFormat string, panBase int, tids map[string]bool) (answers chan pausedAnswer, withIssuer func() map[string]issuersim.Entry) {
+func (c *testCluster) holdAtIssuer(t *testing.T, node, n, extra int, hold time.Duration, tidFormat string, panBase int, tids map[string]bool) (answers chan pausedAnswer, withIssuer func() map[string]issuersim.Entry) {
 	t.Helper()
-	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 5 * time.Second})
+	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: hold})
 	answers = make(chan pausedAnswer, n+extra)
 	for i := range n {
 		tid := fmt.Sprintf(tidFormat, i+1)

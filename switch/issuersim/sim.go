@@ -126,6 +126,10 @@ type Entry struct {
 	// ReversedAt is when the first reversal message for it came (zero: none came), so
 	// a harness can time the delivery of the reversals a switch owed.
 	ReversedAt time.Time `json:"reversed_at,omitzero"`
+	// AnsweredAt is when the simulator first handed an answer to a request for it
+	// to the connection (zero: none yet, or none will come), so that a harness can
+	// tell a delayed answer on its way to the switch from one still held.
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
 	// Fault is the fault injected into its answer, if any: "dropped", "disconnect" or
 	// "delayed" (the first one, when the request came more than once).
 	Fault string `json:"fault,omitempty"`
@@ -469,6 +473,7 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 			resp[1] = '4'
 		}
 	}
+	s.markAnswered(m)
 	s.reply(c, resp, held)
 	if roll >= 1-f.Duplicate {
 		s.Stats.Duplicated.Add(1)
@@ -625,6 +630,15 @@ func (s *Sim) markFault(m *simMsg, fault string) {
 	s.mu.Lock()
 	if e := s.ledger[m.get(37)]; e != nil && e.Fault == "" {
 		e.Fault = fault
+	}
+	s.mu.Unlock()
+}
+
+// markAnswered sets the AnsweredAt of m's entry, if it has none yet.
+func (s *Sim) markAnswered(m *simMsg) {
+	s.mu.Lock()
+	if e := s.ledger[m.get(37)]; e != nil && e.AnsweredAt.IsZero() {
+		e.AnsweredAt = s.cfg.Now()
 	}
 	s.mu.Unlock()
 }

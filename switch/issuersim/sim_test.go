@@ -1,6 +1,7 @@
 package issuersim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -77,5 +78,46 @@ func TestLedgerLimit(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("limit %d: ledger %v, want %v", tc.limit, got, tc.want)
 		}
+	}
+}
+
+// TestAnsweredAt: a delayed answer's entry has no AnsweredAt while the answer is
+// held, and has it once the answer is written; an answer at once has it too.
+func TestAnsweredAt(t *testing.T) {
+	s, err := Start(Config{Addr: "127.0.0.1:0", Cards: DemoCards, Faults: Faults{Delay: 1, DelayBy: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	done := make(chan error, 1)
+	go func() {
+		rc, err := exchange(t, s.Addr(), "000000000001", "0200", 10*time.Second)
+		if err == nil && rc != "00" {
+			err = fmt.Errorf("rc %q, want 00", rc)
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Ledger()["000000000001"].Fault != "delayed" {
+		if time.Now().After(deadline) {
+			t.Fatal("the request did not reach the simulator")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if e := s.Ledger()["000000000001"]; !e.AnsweredAt.IsZero() {
+		t.Errorf("held answer: AnsweredAt %v, want zero", e.AnsweredAt)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e := s.Ledger()["000000000001"]; e.AnsweredAt.IsZero() {
+		t.Errorf("answered: %+v, want AnsweredAt set", e)
+	}
+	s.SetFaults(Faults{})
+	if rc, err := exchange(t, s.Addr(), "000000000002", "0200", 5*time.Second); err != nil || rc != "00" {
+		t.Fatalf("rc %q, err %v", rc, err)
+	}
+	if e := s.Ledger()["000000000002"]; e.AnsweredAt.IsZero() {
+		t.Errorf("answered at once: %+v, want AnsweredAt set", e)
 	}
 }
