@@ -93,6 +93,11 @@ type Options struct {
 	// (a stream message cannot be rewritten): an advice handed to another node
 	// starts again from zero there, which parks it later, never loses it.
 	ParkAfter int
+	// ActionRetention is how long the records of the operators' actions on parked
+	// advices (ParkedOpSubject: who requeued or resolved what, when, why) are kept
+	// in ParkedStreamName, each a message with this TTL (default
+	// saf.DefaultActionRetention); the oplog keeps its own entry of each for good.
+	ActionRetention time.Duration
 	// Logger receives delivery warnings; the zero value logs nothing.
 	Logger zerolog.Logger
 	// Fence, if set, is asked before each pull of advices and before each send:
@@ -142,6 +147,12 @@ func (o *Options) defaults() error {
 	}
 	if o.ParkAfter == 0 {
 		o.ParkAfter = saf.DefaultParkAfter
+	}
+	if o.ActionRetention <= 0 {
+		o.ActionRetention = saf.DefaultActionRetention
+	}
+	if o.ActionRetention < time.Second {
+		return fmt.Errorf("jsaf: action retention %v is under a second (a message TTL counts whole seconds)", o.ActionRetention)
 	}
 	return nil
 }
@@ -244,6 +255,9 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.Duplicates,
 		AllowDirect: false,
+		// The actions' records expire (Options.ActionRetention), the parked
+		// advices do not.
+		AllowMsgTTL: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", ParkedStreamName, opts.Replicas, err)
@@ -692,6 +706,9 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	progress.Wait()
 
 	if err == nil {
+		if id, ok := requeueOf(m.Headers()); ok {
+			q.noteGone(id, seq) // before it leaves the queue: finish reads it
+		}
 		// Wait for the server to take the ack, so that Len and Acked agree for
 		// whoever reads both; if it is lost the advice comes back as a repeat,
 		// which issuers expect.
@@ -766,6 +783,9 @@ func (q *Queue) park(issuer string, m jetstream.Msg, it *saf.Item, seq uint64, c
 		q.log.Error().Err(err).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", seq).
 			Msg("store-and-forward: advice not parked (it could not be published to " + ParkedStreamName + "): it stays queued and is repeated")
 		return false
+	}
+	if id, ok := requeueOf(m.Headers()); ok {
+		q.noteGone(id, seq) // a requeue's repeat parked again: finish reads it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
 	aerr := m.DoubleAck(ctx)
