@@ -95,7 +95,8 @@ type Options struct {
 	ParkAfter int
 	// ActionRetention is how long the records of the operators' actions on parked
 	// advices (ParkedOpSubject: who requeued or resolved what, when, why) are kept
-	// in ParkedStreamName, each a message with this TTL (default
+	// in ParkedStreamName after an advice's last record: Actions lists none older,
+	// and every node purges them at start and daily (pruneActions) (default
 	// saf.DefaultActionRetention); the oplog keeps its own entry of each for good.
 	ActionRetention time.Duration
 	// Logger receives delivery warnings; the zero value logs nothing.
@@ -150,9 +151,6 @@ func (o *Options) defaults() error {
 	}
 	if o.ActionRetention <= 0 {
 		o.ActionRetention = saf.DefaultActionRetention
-	}
-	if o.ActionRetention < time.Second {
-		return fmt.Errorf("jsaf: action retention %v is under a second (a message TTL counts whole seconds)", o.ActionRetention)
 	}
 	return nil
 }
@@ -255,17 +253,21 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.Duplicates,
 		AllowDirect: false,
-		// The actions' records expire (Options.ActionRetention), the parked
-		// advices do not.
-		AllowMsgTTL: true,
+		// No AllowMsgTTL for the actions' records (Options.ActionRetention):
+		// JetStream refuses to turn it off again, and a node of an earlier release
+		// restarted during an upgrade would fail to open its queue; pruneActions
+		// purges them instead.
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", ParkedStreamName, opts.Replicas, err)
 	}
 	qctx, cancel := context.WithCancel(context.Background())
-	return &Queue{node: node, js: js, stream: st, parked: pst, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
+	q := &Queue{node: node, js: js, stream: st, parked: pst, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
-		pruned: map[string]time.Time{}, ledgers: map[string]*ledger{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
+		pruned: map[string]time.Time{}, ledgers: map[string]*ledger{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}
+	q.wg.Add(1)
+	go q.pruneDaily()
+	return q, nil
 }
 
 // token is an issuer's name as a subject token and in a consumer name: as is

@@ -21,7 +21,7 @@ import (
 // JetStream enforces (the record is published expecting the subject empty), so that
 // of two operators acting on the same advice at once on two nodes exactly one wins.
 // It stays in the stream as the record of who did what, when, and why, for
-// Options.ActionRetention (a per-message TTL). A requeue whose repeat was published
+// Options.ActionRetention after the subject's last record (pruneActions). A requeue whose repeat was published
 // adds a record on the subject, the same action with Requeued set (noteRequeued,
 // or noteGone by the node that delivers the repeat): what a roll-forward (finish)
 // reads to know that the repeat went; a roll-forward adds one before it publishes.
@@ -121,7 +121,7 @@ func (q *Queue) claim(ctx context.Context, a *saf.ParkedAction) (uint64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("jsaf: encode the %s of parked advice %d: %w", a.Action, a.ID, err)
 	}
-	ack, err := q.js.Publish(ctx, ParkedOpSubject(a.ID), b, jetstream.WithExpectLastSequencePerSubject(0), jetstream.WithMsgTTL(q.opts.ActionRetention))
+	ack, err := q.js.Publish(ctx, ParkedOpSubject(a.ID), b, jetstream.WithExpectLastSequencePerSubject(0))
 	if err != nil {
 		if wrongLast(err) {
 			return 0, fmt.Errorf("%w: parked advice %d is being acted on by another operator", saf.ErrParkedConflict, a.ID)
@@ -164,14 +164,13 @@ func (q *Queue) noteRequeued(ctx context.Context, a saf.ParkedAction, opSeq uint
 }
 
 // note publishes a as the record of its action after the record at opSeq (the
-// subject's last), as JetStream checks, and returns its sequence; it expires past
-// the records' retention (Options.ActionRetention).
+// subject's last), as JetStream checks, and returns its sequence.
 func (q *Queue) note(ctx context.Context, a saf.ParkedAction, opSeq uint64) (uint64, error) {
 	b, err := json.Marshal(&a)
 	if err != nil {
 		return 0, fmt.Errorf("jsaf: encode the %s of parked advice %d: %w", a.Action, a.ID, err)
 	}
-	ack, err := q.js.Publish(ctx, ParkedOpSubject(a.ID), b, jetstream.WithExpectLastSequencePerSubject(opSeq), jetstream.WithMsgTTL(q.opts.ActionRetention))
+	ack, err := q.js.Publish(ctx, ParkedOpSubject(a.ID), b, jetstream.WithExpectLastSequencePerSubject(opSeq))
 	if err != nil {
 		return 0, fmt.Errorf("jsaf: record the %s of parked advice %d after sequence %d of %s: %w", a.Action, a.ID, opSeq, ParkedStreamName, err)
 	}
@@ -360,8 +359,8 @@ func (q *Queue) findRepeat(ctx context.Context, a saf.ParkedAction, opSeq uint64
 // cluster's, by ascending id, as f selects them: the last record of each advice's
 // ParkedOpSubject (with Requeued once the repeat is noted as gone). The subjects
 // come from one stream info (paged by the client), then one read per advice above
-// f.After until f.Limit are selected. A record past Options.ActionRetention has
-// expired. An action still unfinished is listed as recorded (its parked copy is
+// f.After until f.Limit are selected. An advice whose last record is older than
+// Options.ActionRetention is not listed (pruneActions purges it). An action still unfinished is listed as recorded (its parked copy is
 // listed too, until the listing of the parked advices or the next action finishes
 // it).
 func (q *Queue) Actions(f saf.ActionFilter) ([]saf.ParkedAction, error) {
@@ -386,18 +385,85 @@ func (q *Queue) Actions(f saf.ActionFilter) ([]saf.ParkedAction, error) {
 		if len(out) == f.Limit {
 			break
 		}
-		a, _, err := q.lastOp(ctx, id)
+		a, m, err := q.lastOp(ctx, id)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // expired since the info
+			continue // purged since the info
 		}
 		if err != nil {
 			return out, fmt.Errorf("jsaf: list the actions on parked advices: %w", err)
 		}
-		if f.Matches(a) {
+		if f.Matches(a) && !q.expired(m) {
 			out = append(out, a)
 		}
 	}
 	return out, nil
+}
+
+// pruneActionsEvery is how often each node purges the actions' records past their
+// retention (pruneDaily).
+const pruneActionsEvery = 24 * time.Hour
+
+// expired reports whether m, the last record of an action on a parked advice, is
+// older than Options.ActionRetention.
+func (q *Queue) expired(m *jetstream.RawStreamMsg) bool {
+	return q.opts.Now().Sub(m.Time) > q.opts.ActionRetention
+}
+
+// pruneDaily purges the actions' records past their retention (pruneActions) now
+// and every pruneActionsEvery, until the queue closes. Every node does: a purge is
+// idempotent, and a failure (logged) is tried again the next day.
+func (q *Queue) pruneDaily() {
+	defer q.wg.Done()
+	t := time.NewTicker(pruneActionsEvery)
+	defer t.Stop()
+	for {
+		if n, err := q.pruneActions(q.ctx); err != nil && q.ctx.Err() == nil {
+			q.log.Warn().Err(err).Int("purged", n).Msg("store-and-forward: the records of the actions on parked advices past their retention not all purged; tried again tomorrow")
+		} else if n > 0 {
+			q.log.Info().Int("purged", n).Dur("retention", q.opts.ActionRetention).Msg("store-and-forward: records of actions on parked advices purged past their retention")
+		}
+		select {
+		case <-q.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pruneActions purges from ParkedStreamName the records of the actions on parked
+// advices whose last record is older than Options.ActionRetention, every record of
+// such an advice (its ParkedOpSubject), and returns how many advices' records it
+// purged. A record so old has long been finished (the listing of the parked
+// advices finishes an action left unfinished, staleAfter after it).
+func (q *Queue) pruneActions(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*q.opts.PublishTimeout)
+	defer cancel()
+	info, err := q.parked.Info(ctx, jetstream.WithSubjectFilter("safparkedop.>"))
+	if err != nil {
+		return 0, fmt.Errorf("jsaf: prune the actions on parked advices: the subjects of %s: %w", ParkedStreamName, err)
+	}
+	n := 0
+	for subj := range info.State.Subjects {
+		id, err := strconv.ParseUint(strings.TrimPrefix(subj, "safparkedop."), 10, 64)
+		if err != nil {
+			continue
+		}
+		_, m, err := q.lastOp(ctx, id)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("jsaf: prune the actions on parked advices: %w", err)
+		}
+		if !q.expired(m) {
+			continue
+		}
+		if err := q.parked.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return n, fmt.Errorf("jsaf: prune the actions on parked advice %d: purge %s: %w", id, subj, err)
+		}
+		n++
+	}
+	return n, nil
 }
 
 // findParked returns the ParkedStreamName sequence and the item of the parked advice
