@@ -256,6 +256,9 @@ func (q *Queue) refuse(ctx context.Context, id, pseq uint64) error {
 		return saf.AlreadyDone(id, prev) // in progress, on its node
 	}
 	done, err := q.finish(ctx, prev, m, pseq)
+	if errors.Is(err, saf.ErrParkedConflict) {
+		return fmt.Errorf("%w; it was left unfinished, and another node is completing it now", saf.AlreadyDone(id, prev))
+	}
 	if err != nil {
 		return fmt.Errorf("%w; it was left unfinished, and finishing it failed: %w", saf.AlreadyDone(id, prev), err)
 	}

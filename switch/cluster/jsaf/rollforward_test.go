@@ -105,3 +105,85 @@ func TestRequeueRolledForwardPastWindowSentOnce(t *testing.T) {
 		t.Errorf("the repeat was sent %d times, want once", repeats)
 	}
 }
+
+// TestRequeueRollForwardRace: two nodes roll forward the same unfinished requeues
+// (the record only: the repeat never went) at once, past the duplicate window:
+// JetStream grants the roll-forward to one (its record after the first), which
+// publishes the repeat; the other is refused (saf.ErrParkedConflict) or finds the
+// action completed. Each advice reaches the issuer once. (The stream's duplicate
+// window, 200 ms here, would drop a second publish this close to the first as
+// well; the test holds the roll-forward to once whatever the window.)
+func TestRequeueRollForwardRace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	const window = 200 * time.Millisecond
+	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 100 * time.Millisecond,
+		ParkAfter: 1, Duplicates: window, Logger: testLogger(t)})
+	var mu sync.Mutex
+	repeats := map[string]int{}
+	q.Register("bank", func(_ context.Context, it *saf.Item, repeat bool) error {
+		if !repeat {
+			return fmt.Errorf("answered without DE 39: %w", saf.ErrNotAcknowledged)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		repeats[it.RRN]++
+		return nil
+	})
+	const advices = 5
+	for i := range advices {
+		if err := q.Enqueue(advice("bank", fmt.Sprintf("%012d", i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all parked", 30*time.Second, func() bool { return q.IssuerStats()["bank"].Parked.Load() == advices })
+	ahead := func() time.Time { return time.Now().Add(3 * time.Minute) }
+	nodes := []*Queue{
+		openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: window, Logger: testLogger(t), Now: ahead}),
+		openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: window, Logger: testLogger(t), Now: ahead}),
+	}
+	p, err := nodes[0].Parked("bank")
+	if err != nil || len(p) != advices {
+		t.Fatalf("parked %+v (%v)", p, err)
+	}
+	for _, it := range p {
+		a := saf.ParkedAction{ID: it.Seq, Action: saf.ActionRequeue, By: "olga", Item: it, At: time.Now().UTC()}
+		if _, err := nodes[0].claim(ctx, &a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make([]error, 2*advices)
+	var wg sync.WaitGroup
+	for i, it := range p {
+		for j, node := range nodes {
+			wg.Go(func() { _, errs[2*i+j] = node.Requeue(it.Seq, fmt.Sprintf("node%d", j)) })
+		}
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, saf.ErrParkedConflict) || !strings.Contains(err.Error(), "requeued by olga") {
+			t.Errorf("roll-forward %d: %v, want a conflict naming olga", i, err)
+		}
+	}
+	for i := range advices { // one of each pair completed it (the other was refused, came after, or deleted the copy too)
+		if strings.Count(fmt.Sprint(errs[2*i], errs[2*i+1]), "completed now (requeued as") == 0 {
+			t.Errorf("advice %d: no roll-forward completed it: %v; %v", p[i].Seq, errs[2*i], errs[2*i+1])
+		}
+	}
+	waitFor(t, "the repeats acknowledged", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(repeats) == advices && q.Len("bank") == 0
+	})
+	if p, err := nodes[1].Parked("bank"); err != nil || len(p) != 0 {
+		t.Errorf("parked %+v (%v), want none", p, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for rrn, n := range repeats {
+		if n != 1 {
+			t.Errorf("the repeat of %s was sent %d times, want once", rrn, n)
+		}
+	}
+}
