@@ -413,23 +413,27 @@ func (q *Queue) expired(m *jetstream.RawStreamMsg) bool {
 }
 
 // pruneDaily purges the actions' records past their retention (pruneActions) now
-// and every pruneActionsEvery, until the queue closes. Every node does: a purge is
-// idempotent, and a failure (logged) is tried again the next day.
+// and every pruneActionsEvery, until the queue closes; after a failure (logged: a
+// stream without a leader yet, at start) it tries again in an hour. Every node
+// does: a purge is idempotent.
 func (q *Queue) pruneDaily() {
 	defer q.wg.Done()
-	t := time.NewTicker(pruneActionsEvery)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if n, err := q.pruneActions(q.ctx); err != nil && q.ctx.Err() == nil {
-			q.log.Warn().Err(err).Int("purged", n).Msg("store-and-forward: the records of the actions on parked advices past their retention not all purged; tried again tomorrow")
-		} else if n > 0 {
-			q.log.Info().Int("purged", n).Dur("retention", q.opts.ActionRetention).Msg("store-and-forward: records of actions on parked advices purged past their retention")
-		}
 		select {
 		case <-q.ctx.Done():
 			return
 		case <-t.C:
 		}
+		next := pruneActionsEvery
+		if n, err := q.pruneActions(q.ctx); err != nil && q.ctx.Err() == nil {
+			next = time.Hour
+			q.log.Warn().Err(err).Int("purged", n).Msg("store-and-forward: the records of the actions on parked advices past their retention not all purged; trying again in an hour")
+		} else if n > 0 {
+			q.log.Info().Int("purged", n).Dur("retention", q.opts.ActionRetention).Msg("store-and-forward: records of actions on parked advices purged past their retention")
+		}
+		t.Reset(next)
 	}
 }
 
