@@ -21,10 +21,11 @@ import (
 // JetStream enforces (the record is published expecting the subject empty), so that
 // of two operators acting on the same advice at once on two nodes exactly one wins.
 // It stays in the stream as the record of who did what, when, and why, for
-// Options.ActionRetention after the subject's last record (pruneActions). A requeue whose repeat was published
-// adds a record on the subject, the same action with Requeued set (noteRequeued,
-// or noteGone by the node that delivers the repeat): what a roll-forward (finish)
-// reads to know that the repeat went; a roll-forward adds one before it publishes.
+// Options.ActionRetention after the subject's last record (pruneActions). A requeue
+// whose repeat was published adds a record on the subject, the same action with
+// Requeued set (noteRequeued, or noteGone by the node that delivers the repeat):
+// what a roll-forward (finish) reads to know that the repeat went; a roll-forward
+// adds one before it publishes.
 func ParkedOpSubject(id uint64) string { return fmt.Sprintf("safparkedop.%d", id) }
 
 // requeueMsgID is the Nats-Msg-Id of the repeat a requeue of the parked advice id
