@@ -5,8 +5,10 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/saf"
 	"github.com/switchyard/switchyard/switch/server"
 )
 
@@ -15,6 +17,8 @@ func init() {
 }
 
 const safUsage = `switchyard saf parked list [--issuer ID] [--json]
+switchyard saf parked list --resolved|--requeued [--issuer ID] [--after ID] [--limit N] [--json]
+                                                         (the actions done: who, when, the note; by id, 100 a page)
 switchyard saf parked requeue ID [--json]                (operators: back in its issuer's queue, as a repeat)
 switchyard saf parked resolve ID --note TEXT [--json]    (operators: settled with the issuer out of band; never sent)
   ID is the id the list shows; each action is recorded in the oplog (saf.requeue, saf.resolve)
@@ -38,8 +42,25 @@ func runSAF(env *Env, args []string) int {
 	switch sub {
 	case "list":
 		issuer := fs.String("issuer", "", "only this issuer's parked advices")
+		resolved := fs.Bool("resolved", false, "the advices resolved: who, when, the note")
+		requeued := fs.Bool("requeued", false, "the advices requeued: who, when, the repeat's id")
+		after := fs.Uint64("after", 0, "with --resolved or --requeued: the advices whose id is above (the last id of the page before)")
+		limit := fs.Int("limit", 0, "with --resolved or --requeued: at most this many (default 100, at most 10000)")
 		if ok, code := parseFlagsOnly(env, fs, rest); !ok {
 			return code
+		}
+		if *resolved || *requeued {
+			if *resolved && *requeued {
+				return fail(env, "saf parked list: --resolved or --requeued, not both")
+			}
+			state := "resolved"
+			if *requeued {
+				state = "requeued"
+			}
+			return listActions(env, c, state, *issuer, *after, *limit, *asJSON)
+		}
+		if *after != 0 || *limit != 0 {
+			return fail(env, "saf parked list: --after and --limit page the lists of --resolved and --requeued")
 		}
 		var ps []server.ParkedAdvice
 		if err := c.Do(env.Ctx, "GET", "/api/v1/saf/parked?issuer="+url.QueryEscape(*issuer), nil, &ps); err != nil {
@@ -98,4 +119,42 @@ func runSAF(env *Env, args []string) int {
 	}
 	fmt.Fprintf(env.Stderr, "switchyard saf parked: unknown subcommand %q\nUsage:\n%s\n", sub, safUsage)
 	return kit.ExitUsage
+}
+
+// listActions prints the records of the actions done on parked advices (state
+// resolved or requeued): GET /api/v1/saf/parked?state=..., one page, and on stderr
+// how to ask for the next one when the page is full.
+func listActions(env *Env, c *apiclient.Client, state, issuer string, after uint64, limit int, asJSON bool) int {
+	q := url.Values{"state": {state}, "issuer": {issuer}}
+	if after != 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var rs []server.ParkedActionRecord
+	if err := c.Do(env.Ctx, "GET", "/api/v1/saf/parked?"+q.Encode(), nil, &rs); err != nil {
+		return fail(env, "saf parked list --%s: %v", state, err)
+	}
+	if asJSON {
+		return printJSON(env, rs)
+	}
+	loc, err := acquirerZone(env)
+	if err != nil {
+		return fail(env, "saf parked list --%s: %v", state, err)
+	}
+	rows := make([][]string, 0, len(rs)) // kit.Table escapes control characters (the note is an operator's text)
+	for _, r := range rs {
+		requeued := "-"
+		if r.Requeued != 0 {
+			requeued = strconv.FormatUint(r.Requeued, 10)
+		}
+		rows = append(rows, []string{strconv.FormatUint(r.ID, 10), r.Advice.Issuer, r.Advice.MTI, r.Advice.RRN, dash(r.Advice.PAN), dash(r.Advice.Amount),
+			r.Action, r.By, kit.LocalTime(r.At, loc), requeued, dash(r.Note)})
+	}
+	kit.Table(env.Stdout, "ID\tISSUER\tMTI\tRRN\tPAN\tAMOUNT\tACTION\tBY\tAT\tREQUEUED AS\tNOTE", rows)
+	if n := len(rs); n > 0 && (n == limit || limit == 0 && n == saf.DefaultActionLimit) {
+		fmt.Fprintf(env.Stderr, "more may follow: --after %d\n", rs[n-1].ID)
+	}
+	return 0
 }

@@ -69,6 +69,7 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/listreview"
 	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/saf"
 	"github.com/switchyard/switchyard/switch/sched"
 )
 
@@ -108,6 +109,10 @@ type Options struct {
 	// SAFParked lists the advices parked out of the queue (saf.Options.ParkAfter)
 	// of an issuer ("" all).
 	SAFParked func(issuer string) (any, error)
+	// SAFActions lists the records of the operators' actions on parked advices
+	// as f selects them (GET /api/v1/saf/parked?state=resolved|requeued; its
+	// errors wrapping saf.ErrParkedInvalid are 400). Nil: those states answer 404.
+	SAFActions func(f saf.ActionFilter) (any, error)
 	// SAFRequeue puts the parked advice id back in its issuer's queue as actor;
 	// SAFResolve takes it out of the parked list for good, settled out of band by
 	// actor with note (POST /api/v1/saf/parked/{id}/requeue and /resolve,

@@ -22,6 +22,7 @@ import (
 //	GET  /api/v1/settlement[?date=YYYY-MM-DD]               the day's settlement report (default: the switch's yesterday)
 //	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
 //	GET  /api/v1/saf/parked[?issuer=]                       advices parked out of the queue (saf.park_after)
+//	GET  /api/v1/saf/parked?state=resolved|requeued[&issuer=&after=&limit=]  the operators' actions on them, by id
 //	POST /api/v1/saf/parked/{id}/requeue                    put a parked advice back in its queue, as a repeat (operators)
 //	POST /api/v1/saf/parked/{id}/resolve                    {"note": "..."}: settled with the issuer out of band (operators)
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
@@ -56,9 +57,7 @@ func (a *api) switchRoutes() {
 		})
 	}
 	if o.SAFParked != nil {
-		a.route("GET /api/v1/saf/parked", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
-			return o.SAFParked(r.URL.Query().Get("issuer"))
-		})
+		a.route("GET /api/v1/saf/parked", readers, kindStatus(nil, saf.ErrParkedInvalid, nil, nil), a.listParked)
 	}
 	if o.SAFRequeue != nil && o.SAFResolve != nil {
 		a.parkedRoutes()
@@ -107,6 +106,37 @@ func (a *api) switchRoutes() {
 	if o.Pprof {
 		a.pprof()
 	}
+}
+
+// listParked answers GET /api/v1/saf/parked: the advices parked now (state "" or
+// parked), or the records of those resolved or requeued (state resolved, requeued:
+// SAFActions, paged by after, the last id of the page before, and limit).
+func (a *api) listParked(r *http.Request, _ admin.Principal) (any, error) {
+	q := r.URL.Query()
+	f := saf.ActionFilter{Issuer: q.Get("issuer")}
+	switch st := q.Get("state"); st {
+	case "", "parked":
+		return a.o.SAFParked(f.Issuer)
+	case "resolved":
+		f.Action = saf.ActionResolve
+	case "requeued":
+		f.Action = saf.ActionRequeue
+	default:
+		return nil, badRequest("query parameter state=%q: want parked (the default), resolved or requeued", st)
+	}
+	if a.o.SAFActions == nil {
+		return nil, WithStatus(http.StatusNotFound, errors.New("the records of the actions on parked advices are not served here"))
+	}
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		return nil, err
+	}
+	after, err := strconv.ParseUint(q.Get("after"), 10, 64)
+	if err != nil && q.Get("after") != "" {
+		return nil, badRequest("query parameter after=%q: want the last id of the page before", q.Get("after"))
+	}
+	f.After, f.Limit = after, limit
+	return a.o.SAFActions(f)
 }
 
 // ResolveParked is the body of POST /api/v1/saf/parked/{id}/resolve.

@@ -36,6 +36,46 @@ type ParkedAction struct {
 	Requeued uint64 `json:"requeued_seq,omitempty"`
 }
 
+// DefaultActionRetention is how long the record of an operator's action on a parked
+// advice is kept by default (Options.ActionRetention; jsaf's too): 400 days, a year's
+// audit and the card schemes' longest dispute windows with a margin. The oplog keeps
+// its own entry of each action (saf.requeue, saf.resolve) for good.
+const DefaultActionRetention = 400 * 24 * time.Hour
+
+// The bounds of a listing of the actions (ActionFilter.Limit).
+const (
+	DefaultActionLimit = 100
+	MaxActionLimit     = 10000
+)
+
+// ActionFilter selects the records of the operators' actions on parked advices
+// (Store.Actions). A page follows the one before with After set to its last ID.
+type ActionFilter struct {
+	Action string // ActionRequeue or ActionResolve; "" both
+	Issuer string // "" all issuers
+	After  uint64 // only the advices whose id is above
+	Limit  int    // at most this many (0: DefaultActionLimit; at most MaxActionLimit)
+}
+
+// CheckFilter returns an ErrParkedInvalid error when f asks for an action not known
+// or too many records, and sets the default limit.
+func CheckFilter(f *ActionFilter) error {
+	switch {
+	case f.Action != "" && f.Action != ActionRequeue && f.Action != ActionResolve:
+		return fmt.Errorf("%w: list the actions %q: want %s, %s or both", ErrParkedInvalid, f.Action, ActionRequeue, ActionResolve)
+	case f.Limit < 0 || f.Limit > MaxActionLimit:
+		return fmt.Errorf("%w: list %d actions: from 1 to %d at a time (page with after)", ErrParkedInvalid, f.Limit, MaxActionLimit)
+	case f.Limit == 0:
+		f.Limit = DefaultActionLimit
+	}
+	return nil
+}
+
+// Matches reports whether the record a is one f selects, its limit aside.
+func (f ActionFilter) Matches(a ParkedAction) bool {
+	return a.ID > f.After && (f.Action == "" || a.Action == f.Action) && (f.Issuer == "" || a.Item.Issuer == f.Issuer)
+}
+
 // The errors of Requeue and Resolve, wrapped with what failed.
 var (
 	// ErrParkedNotFound: no advice is parked under that id (a wrong id).
@@ -77,7 +117,7 @@ func RequeuedItem(parked Item) Item {
 }
 
 // parkDonePrefix holds the actions done on parked advices: "saf/parkdone/<seq BE 8>"
-// -> JSON ParkedAction.
+// -> JSON ParkedAction, each with a TTL of Options.ActionRetention.
 const parkDonePrefix = "saf/parkdone/"
 
 func parkDoneKey(seq uint64) []byte {
@@ -148,7 +188,7 @@ func (q *Queue) act(a ParkedAction) (ParkedAction, error) {
 		if err != nil {
 			return err
 		}
-		if err := txn.Set(parkDoneKey(a.ID), b); err != nil {
+		if err := txn.SetEntry(badger.NewEntry(parkDoneKey(a.ID), b).WithTTL(q.opts.ActionRetention)); err != nil {
 			return err
 		}
 		return txn.Delete(k)
@@ -171,6 +211,36 @@ func (q *Queue) act(a ParkedAction) (ParkedAction, error) {
 	q.log.Warn().Str("action", a.Action).Str("by", a.By).Str("issuer", a.Item.Issuer).Str("mti", a.Item.MTI).Str("rrn", a.Item.RRN).
 		Uint64("seq", a.ID).Uint64("requeued_seq", a.Requeued).Msg("parked advice " + a.Action + "d by an operator")
 	return a, nil
+}
+
+// Actions lists the records of the actions done on parked advices, by ascending id
+// (the key order), as f selects them; a record past Options.ActionRetention is gone.
+func (q *Queue) Actions(f ActionFilter) ([]ParkedAction, error) {
+	if err := CheckFilter(&f); err != nil {
+		return nil, err
+	}
+	out := []ParkedAction{}
+	if f.After == ^uint64(0) {
+		return out, nil // nothing above
+	}
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(parkDonePrefix)})
+		defer it.Close()
+		for it.Seek(parkDoneKey(f.After + 1)); it.Valid() && len(out) < f.Limit; it.Next() {
+			var a ParkedAction
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
+				return fmt.Errorf("the record %x: %w", it.Item().Key(), err)
+			}
+			if f.Matches(a) {
+				out = append(out, a)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return out, fmt.Errorf("saf: list the actions on parked advices after %d: %w", f.After, err)
+	}
+	return out, nil
 }
 
 // findParked returns the key and the item of the parked advice seq.

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // parkTwo opens a queue that parks at the first answer without DE 39 and parks a
@@ -171,5 +173,74 @@ func TestParkedActionsRace(t *testing.T) {
 		if ok != 1 || conflict != 1 {
 			t.Errorf("advice %d: %d won, %d conflicts (%v), want one each", id, ok, conflict, errs)
 		}
+	}
+}
+
+// TestActionsListed: the records of the actions on parked advices are listed by
+// ascending id, as the filter selects them (resolved, requeued, both; an issuer),
+// with who, when and the note, paged by After and Limit; a bad filter is
+// ErrParkedInvalid; each record expires after Options.ActionRetention (a Badger TTL).
+func TestActionsListed(t *testing.T) {
+	q, rev, stand, _, _ := parkTwo(t)
+	if as, err := q.Actions(ActionFilter{}); err != nil || len(as) != 0 {
+		t.Fatalf("actions before any: %+v (%v), want none", as, err)
+	}
+	if _, err := q.Resolve(stand.Seq, "olga", "issuer booked it, ticket 42"); err != nil {
+		t.Fatal(err)
+	}
+	req, err := q.Requeue(rev.Seq, "piotr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	as, err := q.Actions(ActionFilter{Action: ActionResolve})
+	if err != nil || len(as) != 1 {
+		t.Fatalf("resolved: %+v (%v), want one", as, err)
+	}
+	if a := as[0]; a.ID != stand.Seq || a.By != "olga" || a.Note != "issuer booked it, ticket 42" || a.At.IsZero() || a.Item.RRN != stand.RRN {
+		t.Errorf("resolved: %+v", a)
+	}
+	as, err = q.Actions(ActionFilter{Action: ActionRequeue, Issuer: "bank"})
+	if err != nil || len(as) != 1 || as[0].ID != rev.Seq || as[0].By != "piotr" || as[0].Requeued != req.Requeued || as[0].Requeued == 0 {
+		t.Errorf("requeued: %+v (%v), want piotr's, requeued as %d", as, err, req.Requeued)
+	}
+	if as, err := q.Actions(ActionFilter{Issuer: "other"}); err != nil || len(as) != 0 {
+		t.Errorf("another issuer's: %+v (%v), want none", as, err)
+	}
+	// Paged: rev was parked first (the lower id).
+	p1, err := q.Actions(ActionFilter{Limit: 1})
+	if err != nil || len(p1) != 1 || p1[0].ID != rev.Seq {
+		t.Fatalf("first page: %+v (%v)", p1, err)
+	}
+	p2, err := q.Actions(ActionFilter{After: p1[0].ID, Limit: 1})
+	if err != nil || len(p2) != 1 || p2[0].ID != stand.Seq {
+		t.Fatalf("second page: %+v (%v)", p2, err)
+	}
+	if p3, err := q.Actions(ActionFilter{After: p2[0].ID}); err != nil || len(p3) != 0 {
+		t.Errorf("third page: %+v (%v), want none", p3, err)
+	}
+	if p, err := q.Actions(ActionFilter{After: ^uint64(0)}); err != nil || len(p) != 0 {
+		t.Errorf("after the last id there is: %+v (%v), want none", p, err)
+	}
+	for _, f := range []ActionFilter{{Action: "delete"}, {Limit: -1}, {Limit: MaxActionLimit + 1}} {
+		if _, err := q.Actions(f); !errors.Is(err, ErrParkedInvalid) {
+			t.Errorf("actions %+v: %v, want ErrParkedInvalid", f, err)
+		}
+	}
+	// Each record expires after the retention.
+	err = q.db.View(func(txn *badger.Txn) error {
+		for _, id := range []uint64{rev.Seq, stand.Seq} {
+			it, err := txn.Get(parkDoneKey(id))
+			if err != nil {
+				return err
+			}
+			exp := time.Unix(int64(it.ExpiresAt()), 0)
+			if want := time.Now().Add(DefaultActionRetention); exp.Before(want.Add(-time.Minute)) || exp.After(want.Add(time.Minute)) {
+				t.Errorf("the record of %d expires at %v, want about %v", id, exp, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

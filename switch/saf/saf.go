@@ -114,6 +114,10 @@ type Store interface {
 	// too, fails with ErrParkedConflict; an unknown id with ErrParkedNotFound.
 	Requeue(id uint64, by string) (ParkedAction, error)
 	Resolve(id uint64, by, note string) (ParkedAction, error)
+	// Actions lists the records of the actions done on parked advices (who
+	// requeued or resolved which, when, why), kept Options.ActionRetention, by
+	// ascending id, as f selects them (CheckFilter).
+	Actions(f ActionFilter) ([]ParkedAction, error)
 	// Len counts the advices waiting for issuer ("" for all issuers).
 	Len(issuer string) int
 	// IssuerStats returns the delivery counts of every issuer tried or registered.
@@ -155,6 +159,10 @@ type Options struct {
 	// operator to settle with the issuer. Tries without an answer never park an
 	// advice: an issuer down for an hour gets its reversals when it is back.
 	ParkAfter int
+	// ActionRetention is how long the record of an operator's action on a parked
+	// advice (saf/parkdone/, Queue.Actions) is kept: a Badger TTL (default
+	// DefaultActionRetention). The oplog keeps its own entry of each for good.
+	ActionRetention time.Duration
 	// Logger receives delivery warnings, tagged by the wiring (component=saf); the
 	// zero value logs nothing.
 	Logger zerolog.Logger
@@ -322,6 +330,9 @@ func Open(db *badger.DB, opts Options) (*Queue, error) {
 	}
 	if opts.ParkAfter == 0 {
 		opts.ParkAfter = DefaultParkAfter
+	}
+	if opts.ActionRetention <= 0 {
+		opts.ActionRetention = DefaultActionRetention
 	}
 	seq, err := db.GetSequence([]byte("saf/seq"), 1000)
 	if err != nil {

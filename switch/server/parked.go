@@ -57,6 +57,32 @@ func (s *Server) parkedAdvice(it saf.Item) ParkedAdvice {
 	return v
 }
 
+// ParkedActionRecord is an operator's action on a parked advice as GET
+// /api/v1/saf/parked?state=resolved|requeued lists it, from the queue's record: who
+// did it, when, the note (a resolve's; card numbers in it masked when it was
+// written), where a requeue's repeat went, and the advice shown as the list of the
+// parked shows it (card masked, never its fields).
+type ParkedActionRecord struct {
+	ID       uint64       `json:"id"`
+	Action   string       `json:"action"`
+	By       string       `json:"by"`
+	At       time.Time    `json:"at"`
+	Note     string       `json:"note,omitempty"`
+	Requeued uint64       `json:"requeued_seq,omitempty"` // 0: not noted (yet) as gone
+	Advice   ParkedAdvice `json:"advice"`
+}
+
+// actionsView lists the records of the actions on parked advices f selects.
+func (s *Server) actionsView(f saf.ActionFilter) ([]ParkedActionRecord, error) {
+	as, err := s.Queue.Actions(f)
+	out := make([]ParkedActionRecord, 0, len(as)) // a list, never null
+	for _, a := range as {
+		out = append(out, ParkedActionRecord{ID: a.ID, Action: a.Action, By: a.By, At: a.At, Note: a.Note, Requeued: a.Requeued,
+			Advice: s.parkedAdvice(a.Item)})
+	}
+	return out, err
+}
+
 // ParkedActionResult answers POST /api/v1/saf/parked/{id}/requeue and /resolve: the
 // action as the queue recorded it, the advice shown as the list shows it, and the
 // oplog entry that records it.

@@ -27,7 +27,11 @@ import (
 //     reversal, the parked list empties, the oplog records saf.requeue with the
 //     operator; a second requeue is a conflict (409);
 //   - a second voided purchase's 0420, parked, is resolved with a note: the oplog
-//     records saf.resolve with the note, and the issuer never gets it.
+//     records saf.resolve with the note, and the issuer never gets it;
+//   - GET /api/v1/saf/parked?state=resolved and ?state=requeued (any reader) list
+//     the records of the two actions (who, when, the note, where the repeat went,
+//     the card masked, no fields), by issuer and paged by after and limit; a state
+//     not known, a limit out of bounds, an after that is no number are 400.
 func TestParkedAdviceRequeueResolveAPI(t *testing.T) {
 	sim, s := simSwitchWith(t, issuersim.Faults{}, 10*time.Second, nil, func(c *config.Config) { c.SAF.ParkAfter = 1 })
 	tc := dial(t, s, "ascii", message.DialectASCII)
@@ -127,6 +131,41 @@ func TestParkedAdviceRequeueResolveAPI(t *testing.T) {
 	}
 	if e := sim.Ledger()[sale2.RRN]; e.Reversed {
 		t.Errorf("the resolved advice reached the issuer: %+v", e)
+	}
+	// The records of the actions, for an auditor (any reader): who, when, why,
+	// the card masked, never the advice's fields.
+	acted := func(query string) []ParkedActionRecord {
+		t.Helper()
+		code, body := call("GET", "/api/v1/saf/parked?"+query, reviewer, "")
+		var out []ParkedActionRecord
+		if err := json.Unmarshal([]byte(body), &out); code != http.StatusOK || err != nil {
+			t.Fatalf("GET /api/v1/saf/parked?%s: %d %v %s", query, code, err, body)
+		}
+		if strings.Contains(body, "fields") || strings.Contains(body, "4111111111111111") {
+			t.Errorf("the list of actions shows an advice's fields or its card: %s", body)
+		}
+		return out
+	}
+	if r := acted("state=resolved&issuer=sim"); len(r) != 1 || r[0].ID != adv2.ID || r[0].Action != "resolve" || r[0].By == "" || r[0].At.IsZero() ||
+		r[0].Note != note || r[0].Advice.PAN != "411111******1111" || r[0].Advice.RRN != sale2.RRN {
+		t.Errorf("resolved: %+v, want the resolve of %d with its note and the card masked", r, adv2.ID)
+	}
+	if r := acted("state=requeued"); len(r) != 1 || r[0].ID != adv.ID || r[0].Requeued != res.Requeued || r[0].By != res.By {
+		t.Errorf("requeued: %+v, want the requeue of %d, requeued as %d by %s", r, adv.ID, res.Requeued, res.By)
+	}
+	if r := acted("state=resolved&issuer=other"); len(r) != 0 {
+		t.Errorf("resolved for another issuer: %+v", r)
+	}
+	if r := acted("state=resolved&after=" + strconv.FormatUint(adv2.ID, 10)); len(r) != 0 {
+		t.Errorf("resolved after the last: %+v", r)
+	}
+	if r := acted("state=requeued&limit=1"); len(r) != 1 {
+		t.Errorf("requeued, one at a time: %+v", r)
+	}
+	for _, q := range []string{"state=deleted", "state=resolved&limit=10001", "state=resolved&limit=-1", "state=resolved&after=x"} {
+		if code, body := call("GET", "/api/v1/saf/parked?"+q, reviewer, ""); code != http.StatusBadRequest || !strings.Contains(body, `"error"`) {
+			t.Errorf("GET /api/v1/saf/parked?%s: %d %s, want 400", q, code, body)
+		}
 	}
 	for action, reason := range map[string]string{"saf.requeue": "", "saf.resolve": note} {
 		es, err := s.Registry.Oplog(registry.OplogFilter{Action: action})

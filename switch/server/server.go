@@ -989,6 +989,7 @@ func (s *Server) startAdmin() error {
 			return items, err
 		},
 		SAFParked:   func(issuer string) (any, error) { return s.parkedView(issuer) },
+		SAFActions:  func(f saf.ActionFilter) (any, error) { return s.actionsView(f) },
 		SAFRequeue:  s.requeueParked,
 		SAFResolve:  s.resolveParked,
 		CardHashKey: s.exportCardHashKey,

@@ -93,6 +93,12 @@ type Options struct {
 	// (a stream message cannot be rewritten): an advice handed to another node
 	// starts again from zero there, which parks it later, never loses it.
 	ParkAfter int
+	// ActionRetention is how long the records of the operators' actions on parked
+	// advices (ParkedOpSubject: who requeued or resolved what, when, why) are kept
+	// in ParkedStreamName after an advice's last record: Actions lists none older,
+	// and every node purges them at start and daily (pruneActions) (default
+	// saf.DefaultActionRetention); the oplog keeps its own entry of each for good.
+	ActionRetention time.Duration
 	// Logger receives delivery warnings; the zero value logs nothing.
 	Logger zerolog.Logger
 	// Fence, if set, is asked before each pull of advices and before each send:
@@ -142,6 +148,9 @@ func (o *Options) defaults() error {
 	}
 	if o.ParkAfter == 0 {
 		o.ParkAfter = saf.DefaultParkAfter
+	}
+	if o.ActionRetention <= 0 {
+		o.ActionRetention = saf.DefaultActionRetention
 	}
 	return nil
 }
@@ -244,14 +253,21 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.Duplicates,
 		AllowDirect: false,
+		// No AllowMsgTTL for the actions' records (Options.ActionRetention):
+		// JetStream refuses to turn it off again, and a node of an earlier release
+		// restarted during an upgrade would fail to open its queue; pruneActions
+		// purges them instead.
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", ParkedStreamName, opts.Replicas, err)
 	}
 	qctx, cancel := context.WithCancel(context.Background())
-	return &Queue{node: node, js: js, stream: st, parked: pst, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
+	q := &Queue{node: node, js: js, stream: st, parked: pst, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
-		pruned: map[string]time.Time{}, ledgers: map[string]*ledger{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
+		pruned: map[string]time.Time{}, ledgers: map[string]*ledger{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}
+	q.wg.Add(1)
+	go q.pruneDaily()
+	return q, nil
 }
 
 // token is an issuer's name as a subject token and in a consumer name: as is
@@ -692,6 +708,9 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	progress.Wait()
 
 	if err == nil {
+		if id, ok := requeueOf(m.Headers()); ok {
+			q.noteGone(id, seq) // before it leaves the queue: finish reads it
+		}
 		// Wait for the server to take the ack, so that Len and Acked agree for
 		// whoever reads both; if it is lost the advice comes back as a repeat,
 		// which issuers expect.
@@ -766,6 +785,9 @@ func (q *Queue) park(issuer string, m jetstream.Msg, it *saf.Item, seq uint64, c
 		q.log.Error().Err(err).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", seq).
 			Msg("store-and-forward: advice not parked (it could not be published to " + ParkedStreamName + "): it stays queued and is repeated")
 		return false
+	}
+	if id, ok := requeueOf(m.Headers()); ok {
+		q.noteGone(id, seq) // a requeue's repeat parked again: finish reads it
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
 	aerr := m.DoubleAck(ctx)

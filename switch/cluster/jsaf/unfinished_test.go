@@ -19,9 +19,10 @@ import (
 // failed, is finished by the next action, which answers saf.ErrParkedConflict naming
 // the first actor and saying the action is completed now; by the listing too. The
 // crash is the internal steps called without the rest. Each advice is requeued
-// exactly once: within the SAF stream's duplicate window the stream drops the
-// roll-forward's publish of a repeat that went; past it the repeat is found in the
-// queue; a repeat noted as gone is not looked for. A resolve is finished by the
+// exactly once: a repeat that went is found in the queue (within the SAF stream's
+// duplicate window or past it) and not published again; a repeat noted as gone is
+// not looked for (TestRequeueRolledForwardPastWindowSentOnce: one delivered and
+// acknowledged meanwhile). A resolve is finished by the
 // delete. A record younger than staleAfter is an action in progress: refused,
 // not finished. (Until the fifth release of 6 December 2026 such an advice stayed
 // listed and every action on it was refused, the requeue perhaps never made.)
@@ -133,7 +134,7 @@ func TestParkedActionUnfinishedRolledForward(t *testing.T) {
 	_, err = other.Resolve(id[rrns[0]], "piotr", "phoned")
 	completed("resolve after an unfinished requeue", err, "requeued by olga")
 	sentOnce(rrns[0], 0)
-	// The record and the repeat: published again, dropped by the stream.
+	// The record and the repeat: found in the queue, not published again.
 	a, _ := record(rrns[1], saf.ActionRequeue, "olga", "")
 	if _, err := other.publishRepeat(ctx, a); err != nil {
 		t.Fatal(err)
