@@ -156,6 +156,26 @@ func totalsNote(tots map[string]Totals) string {
 	return strings.Join(parts, "; ")
 }
 
+// batchDecisions bounds a batch's wait for the decisions taken before it came whose
+// journal write has not returned yet (awaitDecisions): a write takes one group
+// commit, milliseconds, unless the journal is failing.
+const batchDecisions = 5 * time.Second
+
+// awaitDecisions waits, up to batchDecisions, until every decision taken before now
+// (of any terminal) is written or its write failed (decisionGate.drain); an error
+// when some are still being written then.
+func (p *Pipeline) awaitDecisions(ctx context.Context, tid string) error {
+	ctx, cancel := context.WithTimeout(ctx, batchDecisions)
+	defer cancel()
+	pending, err := p.decisions.drain(ctx, p.onBatchDrain)
+	if err != nil {
+		p.log.Warn().Err(err).Str("tid", tid).Int64("pending", pending).Dur("waited", batchDecisions).
+			Msg("batch: transactions decided before the 0500 are still being journaled; not totalled")
+		return fmt.Errorf("terminal %s: batch: %d decisions taken before it not journaled within %s: %w", tid, pending, batchDecisions, err)
+	}
+	return nil
+}
+
 // batch handles 0500: the terminal's totals (DE 48 BT) are compared with the
 // journal's of the batch (BatchTotals: the transactions whose outcome the journal
 // learned since its last close; until the fifth release of 6 December 2026 those
@@ -183,6 +203,12 @@ func (p *Pipeline) batch(ctx context.Context, t *txn) (frontend.Response, error)
 	theirs, err := message.ParseBatchTotals(t.req.TLV.BatchTotals)
 	if err != nil {
 		return p.decline(ctx, t, message.RCFormatError, "switch", "batch-totals-malformed")
+	}
+	// The transactions decided before this 0500 came (t.start, its close) whose
+	// write has not returned yet are in this batch by their time: totalled once the
+	// journal holds them, or not at all (the terminal sends its 0500 again).
+	if err := p.awaitDecisions(ctx, t.req.TID); err != nil {
+		return p.decline(ctx, t, message.RCIssuerUnavailable, "switch", "journal-behind")
 	}
 	if c, ok := p.journal.(CatchUpper); ok {
 		// In a cluster the terminal's last transactions, or its last batch close,

@@ -146,7 +146,7 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 		p.queueReversal(&t.rec, "switch:completion-advice-unknown")
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", reasonCompletionAdviceUnknown)
 	}
-	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), fmt.Sprintf("completes %s (%d of %d); advice queued for %s", rrn, r.Amount, pre.Amount, pre.Issuer))
+	p.answered(t, fmt.Sprintf("completes %s (%d of %d); advice queued for %s", rrn, r.Amount, pre.Amount, pre.Issuer))
 	return p.respond(ctx, t, message.RCApproved, pre.AuthCode, "switch", "")
 }
 

@@ -301,11 +301,11 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 		// (retryAdvices), marked by an advice_owed event written with the record
 		// (with the sealed card), which recovery reads after a restart.
 		p.oweOfflineAdvice(rec, it, err)
-		rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice owed to "+t.issuer)
+		p.answered(t, "approved offline by the card at "+r.DE7+"; advice owed to "+t.issuer)
 		return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
 	}
 	dropSealedCard(rec) // the queue holds the card now
-	rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice queued for "+t.issuer)
+	p.answered(t, "approved offline by the card at "+r.DE7+"; advice queued for "+t.issuer)
 	return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
 }
 

@@ -334,6 +334,12 @@ type Pipeline struct {
 	unsettled settleBook
 	// owedAdvices keeps the reversal advices the queue did not take (reversal.go).
 	owedAdvices adviceBook
+	// decisions is the gate a batch waits at for the decisions taken before its
+	// close whose write has not returned yet (decisions.go).
+	decisions *decisionGate
+	// onBatchDrain, when set (by tests), is called when a batch starts waiting for
+	// decisions still being written.
+	onBatchDrain func()
 }
 
 // New returns a pipeline.
@@ -373,7 +379,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.Profiles == nil {
 		cfg.Profiles = tierDefaults
 	}
-	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
+	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s, decisions: newDecisionGate(),
 		unavailLog: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: journalUnavailableBurst, Period: time.Second}),
 		hsmLog:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
 		faultLog:   cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
@@ -538,6 +544,10 @@ type txn struct {
 	undoBy risk.Retraction
 	stages stageTimes // what each stage took
 	ready  time.Time  // the answer was ready (answer_written counts from here)
+	// decided is the decision gate's generation t entered before its decision's
+	// time was read (answered), left once the write carrying it returns (write, or
+	// Process's end); nil outside the gate.
+	decided *decisionGen
 	// qr is what a QR request carries along (qr.go); nil for a card. One pointer, so
 	// that txn stays in its allocation size class.
 	qr *qrTxn
@@ -562,6 +572,7 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 		return p.formatError(c, err)
 	}
 	t := &txn{req: req, conn: c, start: start}
+	defer p.leaveDecision(t) // a decision whose final write never came (handOver)
 	decoded := p.now().Sub(start)
 	t.rec.Timings.Decode = decoded.Microseconds()
 	t.stages.add(metrics.StageDecode, decoded)
@@ -1090,7 +1101,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	}
 	br.done(ticket, outcomeAnswered, p.now())
 	if len(rc) != 2 {
-		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "answer without a valid DE 39")
+		p.answered(t, "answer without a valid DE 39")
 		p.queueReversal(&t.rec, "switch:invalid-answer")
 		declined()
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "issuer-answer-invalid")
@@ -1100,7 +1111,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		// Not the approval of what was asked (a partial approval not said as
 		// one, an answer of another transaction): reversed, as one of RC 10 for
 		// more than was asked is.
-		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(),
+		p.answered(t,
 			fmt.Sprintf("approval (%s) of %d for a request of %d: not the amount asked; reversed", rc, approved, r.Amount))
 		p.queueReversal(&t.rec, "switch:amount-mismatch")
 		declined()
@@ -1112,7 +1123,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 			return p.respond(ctx, t, rc, "", "switch", reason)
 		}
 	}
-	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "")
+	p.answered(t, "")
 	if !message.Approved(rc) {
 		declined()
 	}
@@ -1144,12 +1155,12 @@ func (p *Pipeline) partialApproval(t *txn, approved int64) (rc, reason string) {
 	case approved == requested:
 		return "", ""
 	case approved <= 0 || approved > requested:
-		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(),
+		p.answered(t,
 			fmt.Sprintf("partial approval of %d for a request of %d: not a lesser amount; reversed", approved, requested))
 		p.queueReversal(&t.rec, "switch:partial-amount-invalid")
 		return message.RCSystemMalfunction, "issuer-partial-amount-invalid"
 	case t.rec.Type != "purchase" && t.rec.Type != "preauth", !t.req.TLV.AcceptsPartial():
-		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(),
+		p.answered(t,
 			fmt.Sprintf("partial approval of %d of %d, which the %s cannot accept; reversed", approved, requested, t.rec.Type))
 		p.queueReversal(&t.rec, "switch:partial-not-accepted")
 		return message.RCDoNotHonour, "partial-approval-not-accepted"
@@ -1385,6 +1396,10 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 		t.rec.Facts = nil
 	}
 	err := p.journal.Write(context.WithoutCancel(ctx), &t.rec, !t.written, durable)
+	if durable {
+		// The decision, if taken, is readable now (or never will be from here).
+		p.leaveDecision(t)
+	}
 	t.rec.Facts = facts
 	t.written = t.written || err == nil
 	took := p.now().Sub(start)

@@ -168,6 +168,10 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 			op.RRN, rec.Type, rec.TID, rec.Listener)
 	case err == nil:
 	case errors.Is(err, journal.ErrNotFound):
+		// Its first write is its batch time (pipeline.BatchTime): read inside the
+		// decision gate, which a batch received after it waits at until it is
+		// written.
+		decided := p.decisions.enter()
 		at := op.At.UTC()
 		rec = &journal.Record{RRN: op.RRN, Received: at, MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
 			TID: op.TID, MID: op.MID, Listener: OrderListener, Amount: op.Amount, Currency: op.Currency, EntryMode: "030",
@@ -202,7 +206,9 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 			rec.Facts = journalFacts(in)
 			defer inputs.Put(in)
 		}
-		if err := p.journal.Write(ctx, rec, true, true); err != nil {
+		err := p.journal.Write(ctx, rec, true, true)
+		decided.leave()
+		if err != nil {
 			return nil, err
 		}
 		if in != nil {

@@ -488,7 +488,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			p.reopenPreauth(reopen) // with no stripe held
 		}
 	}
-	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), note)
+	p.answered(t, note)
 	return p.respond(ctx, t, message.RCApproved, "", "switch", "")
 }
 
@@ -560,7 +560,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	reopen = orig
 	t.rec.Issuer = orig.Issuer
 	t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractVoid}
-	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "original "+rrn+" reversed at issuer "+orig.Issuer)
+	p.answered(t, "original "+rrn+" reversed at issuer "+orig.Issuer)
 	return p.respond(ctx, t, message.RCApproved, orig.AuthCode, "switch", "")
 }
 

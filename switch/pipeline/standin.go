@@ -188,7 +188,7 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		p.queueReversal(&t.rec, "switch:standin-advice-unknown")
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", reasonStandInAdviceUnknown)
 	}
-	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "stand-in: "+why)
+	p.answered(t, "stand-in: "+why)
 	p.log.Info().Str("rrn", t.rec.RRN).Str("issuer", t.issuer).Str("why", why).Msg("stand-in approval; advice queued")
 	return p.respond(ctx, t, message.RCApproved, auth, "stand-in", "")
 }
