@@ -74,3 +74,33 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("no --config: exit %d, want 2", code)
 	}
 }
+
+// TestConfigCheckLeaseTTL: `switchyard config check` takes cluster.lease_ttl and
+// cluster.lease_refresh within their bounds and refuses, naming the key and why,
+// a TTL JetStream cannot keep (not whole seconds), one past the bound, and a
+// refresh over half the TTL.
+func TestConfigCheckLeaseTTL(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, lease string) string {
+		p := filepath.Join(dir, name)
+		body := "demo: true\ndata_dir: " + filepath.Join(dir, "data") + "\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {card_hash_key_hex: " + config.DemoCardHashKey + "}\n" +
+			"cluster: {mode: embedded, node: 1, embedded: {server_name: n1}, " + lease + "}\n"
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil || os.Chmod(p, 0o600) != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if code, out, errs := runCLI(t, nil, "config", "check", "--config", write("good.yaml", "lease_ttl: 10s, lease_refresh: 2s")); code != 0 {
+		t.Fatalf("lease_ttl 10s, lease_refresh 2s: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	for _, tc := range []struct{ lease, want string }{
+		{"lease_ttl: 7500ms", `cluster.lease_ttl: "7500ms" is not whole seconds`},
+		{"lease_ttl: 90s", `cluster.lease_ttl: "90s" is not from 2s to 1m0s`},
+		{"lease_ttl: 4s, lease_refresh: 3s", `cluster.lease_refresh: 3s is more than half of lease_ttl (4s)`},
+	} {
+		code, out, errs := runCLI(t, nil, "config", "check", "--config", write("bad.yaml", tc.lease))
+		if code != 1 || out != "" || !strings.Contains(errs, tc.want) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 naming %q", tc.lease, code, out, errs, tc.want)
+		}
+	}
+}

@@ -42,6 +42,19 @@ type Config struct {
 	// cluster.md, "The load's concurrency, and pacing the groups"). A Go duration up
 	// to 100ms; default 10ms; "0" for none (each group goes as soon as it can).
 	GroupPause string `yaml:"group_pause"`
+	// LeaseTTL is how long this node's lease lives without a refresh: a node cut
+	// off from the others (a network blip, a pause of the process) for longer is
+	// judged dead, another node recovers its open transactions, and it is fenced
+	// when it comes back (drains and exits 75). A Go duration of whole seconds
+	// (JetStream's message TTLs are), from 2s to 60s and at least twice
+	// lease_refresh; default 5s (DefaultLeaseTTL). Longer survives longer cuts, but
+	// a dead node's open transactions are settled, and its owed reversals sent,
+	// that much later (docs/cluster.md, "Leases and open transactions of a dead
+	// node").
+	LeaseTTL string `yaml:"lease_ttl"`
+	// LeaseRefresh is how often this node republishes its lease: a Go duration from
+	// 100ms to half of lease_ttl; default 1s (DefaultLeaseRefresh).
+	LeaseRefresh string `yaml:"lease_refresh"`
 	// MerchantLockWithin is how near one of its merchant's daily, daily count or
 	// monthly limits a card purchase or pre-authorization must come, as a fraction
 	// of that limit, to take the merchant's cluster-wide lock and be checked once
@@ -175,6 +188,67 @@ func (c *Config) Pause() time.Duration {
 	return d
 }
 
+// Bounds of Config.LeaseTTL and Config.LeaseRefresh.
+const (
+	// minConfigLeaseTTL: a shorter TTL leaves a refresh (bounded by half the TTL)
+	// no time to get through an election of the bucket's leader, and fences a node
+	// for any hiccup.
+	minConfigLeaseTTL = 2 * time.Second
+	// minConfigLeaseRefresh: more often only loads the leases bucket's Raft group.
+	minConfigLeaseRefresh = 100 * time.Millisecond
+)
+
+// LeaseTimes returns lease_refresh and lease_ttl as durations, their defaults
+// (DefaultLeaseRefresh, DefaultLeaseTTL) when empty. Validate has checked them.
+func (c *Config) LeaseTimes() (refresh, ttl time.Duration) {
+	refresh, ttl = DefaultLeaseRefresh, DefaultLeaseTTL
+	if c.LeaseRefresh != "" {
+		refresh, _ = time.ParseDuration(c.LeaseRefresh)
+	}
+	if c.LeaseTTL != "" {
+		ttl, _ = time.ParseDuration(c.LeaseTTL)
+	}
+	return refresh, ttl
+}
+
+// validateLease checks lease_ttl and lease_refresh, each alone and together.
+func (c *Config) validateLease(bad func(key, format string, args ...any)) {
+	refresh, ttl := DefaultLeaseRefresh, DefaultLeaseTTL
+	ok := true
+	if c.LeaseTTL != "" {
+		d, err := time.ParseDuration(c.LeaseTTL)
+		switch {
+		case err != nil:
+			bad("lease_ttl", "%q is not a duration, like 10s", c.LeaseTTL)
+			ok = false
+		case d%time.Second != 0:
+			bad("lease_ttl", "%q is not whole seconds: JetStream keeps a message's TTL in whole seconds", c.LeaseTTL)
+			ok = false
+		case d < minConfigLeaseTTL || d > MaxLeaseTTL:
+			bad("lease_ttl", "%q is not from %v to %v: shorter fences a node for any hiccup of the network; longer leaves a dead node's open transactions unsettled, and its owed reversals unsent, for that long", c.LeaseTTL, minConfigLeaseTTL, MaxLeaseTTL)
+			ok = false
+		default:
+			ttl = d
+		}
+	}
+	if c.LeaseRefresh != "" {
+		d, err := time.ParseDuration(c.LeaseRefresh)
+		switch {
+		case err != nil:
+			bad("lease_refresh", "%q is not a duration, like 1s", c.LeaseRefresh)
+			ok = false
+		case d < minConfigLeaseRefresh:
+			bad("lease_refresh", "%q is under %v", c.LeaseRefresh, minConfigLeaseRefresh)
+			ok = false
+		default:
+			refresh = d
+		}
+	}
+	if ok && ttl < 2*refresh {
+		bad("lease_refresh", "%v is more than half of lease_ttl (%v): a lease must survive one lost or late refresh", refresh, ttl)
+	}
+}
+
 // ApplyDefaults fills what an embedded configuration leaves out; dataDir is the
 // node's data_dir.
 func (c *Config) ApplyDefaults(dataDir string) {
@@ -235,6 +309,7 @@ func (c *Config) Validate() error {
 			bad("group_pause", "%q is not a duration from 0 to %v, like 10ms", c.GroupPause, maxGroupPause)
 		}
 	}
+	c.validateLease(bad)
 	if w := c.MerchantLockWithin; w != nil && !(*w >= 0 && *w <= 1) {
 		bad("merchant_lock_within", "%v is not a fraction of the limit from 0 to 1, like 0.1", *w)
 	}

@@ -64,6 +64,19 @@ func TestConfigValidate(t *testing.T) {
 		{"group pause unit", func(c *Config) { c.GroupPause = "10" }, validEmbedded, `cluster.group_pause: "10" is not a duration from 0 to 100ms, like 10ms`},
 		{"group pause long", func(c *Config) { c.GroupPause = "1s" }, validEmbedded, `cluster.group_pause: "1s" is not a duration`},
 		{"group pause negative", func(c *Config) { c.GroupPause = "-1ms" }, validEmbedded, `cluster.group_pause: "-1ms"`},
+		{"lease ttl", func(c *Config) { c.LeaseTTL = "10s" }, validEmbedded, ""},
+		{"lease ttl and refresh", func(c *Config) { c.LeaseTTL = "60s"; c.LeaseRefresh = "2s" }, validEmbedded, ""},
+		{"lease ttl short, refresh faster", func(c *Config) { c.LeaseTTL = "2s"; c.LeaseRefresh = "500ms" }, validEmbedded, ""},
+		{"lease ttl unit", func(c *Config) { c.LeaseTTL = "10" }, validEmbedded, `cluster.lease_ttl: "10" is not a duration, like 10s`},
+		{"lease ttl fraction", func(c *Config) { c.LeaseTTL = "7500ms" }, validEmbedded, `cluster.lease_ttl: "7500ms" is not whole seconds: JetStream keeps a message's TTL in whole seconds`},
+		{"lease ttl long", func(c *Config) { c.LeaseTTL = "2m" }, validEmbedded, `cluster.lease_ttl: "2m" is not from 2s to 1m0s: shorter fences a node for any hiccup of the network; longer leaves a dead node's open transactions unsettled`},
+		{"lease ttl short", func(c *Config) { c.LeaseTTL = "1s" }, validEmbedded, `cluster.lease_ttl: "1s" is not from 2s to 1m0s`},
+		{"lease ttl negative", func(c *Config) { c.LeaseTTL = "-5s" }, validEmbedded, `cluster.lease_ttl: "-5s" is not from 2s`},
+		{"lease refresh unit", func(c *Config) { c.LeaseRefresh = "1" }, validEmbedded, `cluster.lease_refresh: "1" is not a duration, like 1s`},
+		{"lease refresh zero", func(c *Config) { c.LeaseRefresh = "0" }, validEmbedded, `cluster.lease_refresh: "0" is under 100ms`},
+		{"lease refresh over half the default ttl", func(c *Config) { c.LeaseRefresh = "3s" }, validEmbedded, `cluster.lease_refresh: 3s is more than half of lease_ttl (5s): a lease must survive one lost or late refresh`},
+		{"lease refresh over half the ttl", func(c *Config) { c.LeaseTTL = "4s"; c.LeaseRefresh = "2500ms" }, validEmbedded, `cluster.lease_refresh: 2.5s is more than half of lease_ttl (4s)`},
+		{"lease refresh half the ttl", func(c *Config) { c.LeaseTTL = "4s"; c.LeaseRefresh = "2s" }, validEmbedded, ""},
 		{"merchant lock within", func(c *Config) { c.MerchantLockWithin = ptr(0.25) }, validEmbedded, ""},
 		{"merchant lock within none", func(c *Config) { c.MerchantLockWithin = ptr(0.0) }, validEmbedded, ""},
 		{"merchant lock within over", func(c *Config) { c.MerchantLockWithin = ptr(1.5) }, validEmbedded, "cluster.merchant_lock_within: 1.5 is not a fraction of the limit from 0 to 1"},
@@ -88,6 +101,35 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %q does not contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestLeaseTimes: cluster.lease_refresh and cluster.lease_ttl as durations, their
+// defaults when left out, and the lease options they make pass StartLease's own
+// check.
+func TestLeaseTimes(t *testing.T) {
+	for _, tc := range []struct {
+		refresh, ttl         string
+		wantRefresh, wantTTL time.Duration
+	}{
+		{"", "", DefaultLeaseRefresh, DefaultLeaseTTL},
+		{"", "10s", DefaultLeaseRefresh, 10 * time.Second},
+		{"250ms", "", 250 * time.Millisecond, DefaultLeaseTTL},
+		{"5s", "1m", 5 * time.Second, time.Minute},
+	} {
+		c := validEmbedded()
+		c.LeaseRefresh, c.LeaseTTL = tc.refresh, tc.ttl
+		if err := c.Validate(); err != nil {
+			t.Fatalf("lease_refresh %q, lease_ttl %q: %v", tc.refresh, tc.ttl, err)
+		}
+		refresh, ttl := c.LeaseTimes()
+		if refresh != tc.wantRefresh || ttl != tc.wantTTL {
+			t.Errorf("lease_refresh %q, lease_ttl %q: LeaseTimes() = %v, %v; want %v, %v", tc.refresh, tc.ttl, refresh, ttl, tc.wantRefresh, tc.wantTTL)
+		}
+		o := LeaseOptions{Refresh: refresh, TTL: ttl}
+		if err := o.defaults(); err != nil {
+			t.Errorf("lease_refresh %q, lease_ttl %q: valid configuration, refused lease options: %v", tc.refresh, tc.ttl, err)
+		}
 	}
 }
 

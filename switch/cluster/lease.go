@@ -63,6 +63,9 @@ const (
 	DefaultLeaseRefresh = time.Second
 	DefaultLeaseTTL     = 5 * time.Second
 	DefaultClaimTTL     = 24 * time.Hour
+	// MaxLeaseTTL bounds LeaseOptions.TTL (cluster.lease_ttl): a dead node's open
+	// transactions wait that long (and the grace) for a survivor to settle them.
+	MaxLeaseTTL = time.Minute
 	// leaseMarkerTTL is how long the bucket keeps a lapsed lease's delete
 	// marker: watchers see it live; it only has to outlast their start-up.
 	leaseMarkerTTL = time.Minute
@@ -72,9 +75,12 @@ const (
 type LeaseOptions struct {
 	// Refresh is how often the node republishes its lease (default 1 s).
 	Refresh time.Duration
-	// TTL is how long a lease lives without a refresh (default 5 s, at least
-	// 1 s and at least twice Refresh: JetStream's message TTLs are in whole
-	// seconds). A node is declared dead about TTL after its last refresh.
+	// TTL is how long a lease lives without a refresh (default 5 s, whole
+	// seconds as JetStream's message TTLs are, from 1 s to MaxLeaseTTL and at
+	// least twice Refresh). A node is declared dead about TTL after its last
+	// refresh. The lease value carries it (LeaseValue.TTLSeconds): the other
+	// nodes judge this node's lease by this node's TTL, not by their own, so
+	// that nodes configured with different TTLs are safe together.
 	TTL time.Duration
 	// ClaimTTL is how long a recovery claim is kept (default 24 h).
 	ClaimTTL time.Duration
@@ -95,6 +101,11 @@ type LeaseValue struct {
 	Started     time.Time `json:"started"`
 	Incarnation uint64    `json:"incarnation"`
 	Refreshed   time.Time `json:"refreshed"`
+	// TTLSeconds is the lease's TTL (LeaseOptions.TTL, cluster.lease_ttl) in
+	// seconds: the other nodes judge the lease lapsed by it (since 6 December
+	// 2026; 0 in leases of versions before, whose TTL was always
+	// DefaultLeaseTTL).
+	TTLSeconds int `json:"ttl_seconds,omitempty"`
 	// Compacts says that the node's version knows the STATE stream's
 	// snapshots (it restores one when its commits were purged); a node whose
 	// lease lacks it holds compaction back (see snapshot.go).
@@ -145,6 +156,9 @@ type LeaseHolder struct {
 	Started     time.Time `json:"started"`
 	// Refreshed is the holder's clock at its last refresh seen.
 	Refreshed time.Time `json:"refreshed"`
+	// TTLSeconds is LeaseValue.TTLSeconds as last seen (0: a version before 6
+	// December 2026, whose TTL is DefaultLeaseTTL).
+	TTLSeconds int `json:"ttl_seconds,omitempty"`
 	// Alive is false once the lease lapsed (until the node takes it back).
 	Alive bool `json:"alive"`
 	// RecoveredBy is the node that won the claim on the lapsed incarnation, 0
@@ -235,8 +249,8 @@ func (o *LeaseOptions) defaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Refresh <= 0 || o.TTL < time.Second || o.TTL < 2*o.Refresh || o.TTL%time.Second != 0 {
-		return fmt.Errorf("cluster: lease refresh %v and TTL %v: the TTL must be whole seconds, at least 1 s and at least twice the refresh", o.Refresh, o.TTL)
+	if o.Refresh <= 0 || o.TTL < time.Second || o.TTL > MaxLeaseTTL || o.TTL < 2*o.Refresh || o.TTL%time.Second != 0 {
+		return fmt.Errorf("cluster: lease refresh %v and TTL %v: the TTL must be whole seconds, from 1 s to %v and at least twice the refresh", o.Refresh, o.TTL, MaxLeaseTTL)
 	}
 	if o.ClaimTTL < time.Second {
 		return fmt.Errorf("cluster: lease claim TTL %v is under 1 s", o.ClaimTTL)
@@ -300,7 +314,8 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		return nil, err
 	}
 	now := opts.Now().UTC()
-	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true, DestroysKeys: true, QRRequests: true}
+	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, TTLSeconds: int(opts.TTL / time.Second),
+		Compacts: true, DestroysKeys: true, QRRequests: true}
 	for {
 		err := l.refresh(ctx)
 		if err == nil {
@@ -329,7 +344,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	l.wg.Add(2)
 	go l.refreshLoop(wctx)
 	go l.watch(wctx, w)
-	n.log.Info().Int("node", n.cfg.Node).Uint64("incarnation", inc).Msg("lease taken")
+	n.log.Info().Int("node", n.cfg.Node).Uint64("incarnation", inc).Dur("ttl", opts.TTL).Dur("refresh", opts.Refresh).Msg("lease taken")
 	return l, nil
 }
 
@@ -357,6 +372,7 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 		firstAt   time.Time // the server's time of the lease first read
 		firstRead time.Time // this node's clock when it read it
 		seq0      uint64
+		prevTTL   time.Duration // the TTL the lease read carries (the last process's)
 	)
 	tick := time.NewTicker(l.opts.Refresh / 4)
 	defer tick.Stop()
@@ -374,7 +390,9 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 			return nil // no lease: expired, or never taken
 		case first == nil:
 			first, firstAt, seq0, firstRead = data, at, seq, time.Now()
-			if time.Since(at) > l.opts.TTL+leaseGrace {
+			prev, _ := decodeLease(data)
+			prevTTL = prev.ttl()
+			if time.Since(at) > prevTTL+leaseGrace {
 				return nil // stale: its process is gone, the server just has not expired it yet
 			}
 			if v, ok := decodeLease(data); ok && v.Stopped {
@@ -384,7 +402,7 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 			v, _ := decodeLease(data)
 			return fmt.Errorf("%w: node %d's lease (server %q, incarnation %d, started %v) was refreshed again %v after this start first read it; cluster.node must be unique in the cluster, this process's server is %q%s",
 				ErrNodeRunning, l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), at.Sub(firstAt).Round(time.Millisecond), l.n.ServerName(), l.joinedHint(v.Server))
-		case time.Since(firstRead) > min(2*l.opts.Refresh, l.opts.TTL+leaseGrace):
+		case time.Since(firstRead) > min(2*l.opts.Refresh, prevTTL+leaseGrace):
 			return nil // not refreshed since: its process died or stopped
 		}
 		select {
@@ -399,6 +417,22 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 func decodeLease(data []byte) (LeaseValue, bool) {
 	var v LeaseValue
 	return v, json.Unmarshal(data, &v) == nil
+}
+
+// ttl is the lease's TTL, which its holder's lapse is judged by: the one it
+// carries, DefaultLeaseTTL when it carries none (a version before 6 December
+// 2026, whose TTL was always the default).
+func (v LeaseValue) ttl() time.Duration { return ttlOf(v.TTLSeconds) }
+
+// ttl is the holder's lease's TTL as last seen (LeaseValue.ttl).
+func (h *LeaseHolder) ttl() time.Duration { return ttlOf(h.TTLSeconds) }
+
+// ttlOf is a lease's TTL from its TTLSeconds (LeaseValue.ttl).
+func ttlOf(seconds int) time.Duration {
+	if seconds <= 0 {
+		return DefaultLeaseTTL
+	}
+	return min(time.Duration(seconds)*time.Second, MaxLeaseTTL)
 }
 
 // joinedHint tells the operator of a refused start what it left behind: an embedded
@@ -637,7 +671,7 @@ func (l *Lease) await(ctx context.Context, node int, inc, byInc uint64) (took bo
 				if silentAt.IsZero() {
 					silentAt = time.Now()
 				}
-				if time.Since(silentAt) < l.opts.TTL+leaseGrace {
+				if time.Since(silentAt) < l.holderTTL(last.By)+leaseGrace {
 					continue
 				}
 			}
@@ -687,6 +721,18 @@ func (l *Lease) await(ctx context.Context, node int, inc, byInc uint64) (took bo
 	}
 }
 
+// holderTTL is the TTL node's lease was last seen with (this node's when it was
+// not seen, or its own TTL if longer): how long a holder's lease may be missing or
+// stale, the bucket maybe without a leader, before its claim is taken over.
+func (l *Lease) holderTTL(node int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if h := l.seen[node]; h != nil {
+		return max(h.ttl(), l.opts.TTL)
+	}
+	return l.opts.TTL
+}
+
 // orphaned says whether c's holder can no longer be recovering it, read from
 // the leases bucket's leader: why is "" while its lease is alive under the
 // incarnation that made the claim. sure is true when the holder's lease names
@@ -698,14 +744,18 @@ func (l *Lease) orphaned(ctx context.Context, c Claim) (why string, sure bool, e
 	if err != nil {
 		return "", false, err
 	}
-	why, sure = judgeHolder(c, v, at, time.Now(), l.opts.TTL+leaseGrace)
+	why, sure = judgeHolder(c, v, at, time.Now())
 	return why, sure, nil
 }
 
 // judgeHolder is orphaned's judgement of claim c given its holder's lease v
-// (nil for none) stored at at, seen at now; stale is how long a lease may go
-// without a refresh.
-func judgeHolder(c Claim, v *LeaseValue, at, now time.Time, stale time.Duration) (why string, sure bool) {
+// (nil for none) stored at at, seen at now: stale once not refreshed for its
+// TTL (the one it carries) plus the grace.
+func judgeHolder(c Claim, v *LeaseValue, at, now time.Time) (why string, sure bool) {
+	var stale time.Duration
+	if v != nil {
+		stale = v.ttl() + leaseGrace
+	}
 	switch {
 	case v == nil:
 		return fmt.Sprintf("node %d holds no lease", c.By), false
@@ -1152,20 +1202,43 @@ func (l *Lease) alive(node int, v LeaseValue) {
 	defer l.mu.Unlock()
 	h := l.seen[node]
 	if h == nil || h.Incarnation != v.Incarnation {
+		if node != l.n.cfg.Node && (h == nil || h.TTLSeconds != v.TTLSeconds) {
+			l.noteTTL(node, v)
+		}
 		h = &LeaseHolder{Node: node}
 		l.seen[node] = h
 	}
 	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive, h.Compacts = v.Server, v.Incarnation, v.Started, v.Refreshed, true, v.Compacts
+	h.TTLSeconds = v.TTLSeconds
 	h.DestroysKeys, h.QRRequests, h.Stopped = v.DestroysKeys, v.QRRequests, v.Stopped
 	h.heard = time.Now()
 }
 
+// noteTTL logs, when this node first sees node's lease (or sees its TTL
+// change), a TTL other than this node's: harmless between nodes of this version
+// (each lease is judged by the TTL it carries), but the operator should know that
+// the nodes take over from each other at different speeds. A lease that carries
+// no TTL is a version's before 6 December 2026, which judges every lease by
+// DefaultLeaseTTL: with a longer TTL here it may claim this node's recovery
+// while this node still serves. l.mu is held.
+func (l *Lease) noteTTL(node int, v LeaseValue) {
+	own := l.opts.TTL
+	switch {
+	case v.TTLSeconds == 0 && own > DefaultLeaseTTL:
+		l.n.log.Error().Int("node", node).Dur("ttl", own).Dur("their_ttl", DefaultLeaseTTL).
+			Msgf("node %d runs a version that judges every node's lease by the default TTL (%v), not by the TTL the lease carries: it may declare this node dead, and recover its transactions, while this node still serves them; set cluster.lease_ttl back to %v until every node is upgraded", node, DefaultLeaseTTL, DefaultLeaseTTL)
+	case v.ttl() != own:
+		l.n.log.Warn().Int("node", node).Dur("ttl", own).Dur("their_ttl", v.ttl()).
+			Msgf("node %d's lease TTL (cluster.lease_ttl) differs from this node's: each node's lease is judged by its own TTL, so this is safe, but the nodes survive cuts of different lengths and are taken over at different speeds", node)
+	}
+}
+
 // sweep reads, from the bucket's leader, every other node's lease not heard
-// of for TTL plus leaseGrace.
+// of for its TTL plus leaseGrace.
 func (l *Lease) sweep(ctx context.Context, d *deaths) {
 	var silent []int
 	l.mu.Lock()
-	if l.unsettledLocked() {
+	if l.refreshFailed || l.writableSince.IsZero() {
 		// No lapse could be judged now; a stale lease read now would only be
 		// marked heard (below), which would put its judgement off by another
 		// TTL plus the grace once this node's refreshes have settled.
@@ -1173,7 +1246,7 @@ func (l *Lease) sweep(ctx context.Context, d *deaths) {
 		return
 	}
 	for node, h := range l.seen {
-		if node != l.n.cfg.Node && h.Alive && time.Since(h.heard) > l.opts.TTL+leaseGrace {
+		if node != l.n.cfg.Node && h.Alive && !l.unsettledLocked(h.ttl()) && time.Since(h.heard) > h.ttl()+leaseGrace {
 			silent = append(silent, node)
 		}
 	}
@@ -1187,7 +1260,7 @@ func (l *Lease) sweep(ctx context.Context, d *deaths) {
 			l.n.log.Debug().Err(err).Int("node", node).Msg("lease sweep: leader read failed")
 		case v == nil:
 			l.lapsed(ctx, d, node, "no lease at the bucket's leader")
-		case time.Since(at) > l.opts.TTL+leaseGrace:
+		case time.Since(at) > v.ttl()+leaseGrace:
 			l.alive(node, *v) // the same incarnation, or a newer one that stopped too
 			l.lapsed(ctx, d, node, fmt.Sprintf("its last refresh stored %v ago", time.Since(at).Round(time.Millisecond)))
 		default:
@@ -1268,12 +1341,13 @@ func (n *Node) readLeader(ctx context.Context, bucket, key string) ([]byte, uint
 	return resp.Message.Data, resp.Message.Seq, resp.Message.Time, nil
 }
 
-// unsettledLocked says that no lease's lapse may be judged yet: this node's
-// own refreshes are failing, or succeeded again less than TTL plus the grace
-// ago (or never yet). l.mu is held.
-func (l *Lease) unsettledLocked() bool {
+// unsettledLocked says that the lapse of a lease of TTL ttl (the holder's, which
+// it carries) may not be judged yet: this node's own refreshes are failing, or
+// succeeded again less than ttl plus the grace ago (or never yet): the holder
+// has not had a whole TTL of its own to refresh since. l.mu is held.
+func (l *Lease) unsettledLocked(ttl time.Duration) bool {
 	ws := l.writableSince
-	return l.refreshFailed || ws.IsZero() || time.Since(ws) < l.opts.TTL+leaseGrace
+	return l.refreshFailed || ws.IsZero() || time.Since(ws) < ttl+leaseGrace
 }
 
 // lapsed handles node's lease lapsing: when this node saw an incarnation of
@@ -1282,7 +1356,11 @@ func (l *Lease) unsettledLocked() bool {
 // be the restarted node's (it bumps inc.N before publishing its lease).
 func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 	l.mu.Lock()
-	if l.unsettledLocked() {
+	ttl := l.opts.TTL
+	if h := l.seen[node]; h != nil {
+		ttl = h.ttl()
+	}
+	if l.unsettledLocked(ttl) {
 		// This node's own refreshes failed until lately: the bucket was without
 		// a leader (a killed server held it; the election takes 4 to 9 s) or
 		// without a quorum, and every node's refreshes failed alike. A lease's
@@ -1356,7 +1434,7 @@ func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 // one sees the other.
 func (l *Lease) aliveAgain(ctx context.Context, node int, inc, rev uint64) bool {
 	v, at, err := l.readLeader(ctx, leaseKey(node))
-	if err != nil || v == nil || v.Incarnation != inc || time.Since(at) > l.opts.TTL {
+	if err != nil || v == nil || v.Incarnation != inc || time.Since(at) > v.ttl() {
 		return false
 	}
 	var opts []jetstream.KVDeleteOpt

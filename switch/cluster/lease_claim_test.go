@@ -30,7 +30,7 @@ func fakeSurvivor(t *testing.T, ctx context.Context, n *Node, node int, inc uint
 	if err := l.opts.defaults(); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(LeaseValue{Node: node, Server: "fake", Incarnation: inc})
+	b, _ := json.Marshal(LeaseValue{Node: node, Server: "fake", Incarnation: inc, TTLSeconds: int(l.opts.TTL / time.Second)})
 	if _, err := l.putTTL(ctx, leaseKey(node), b, l.opts.TTL); err != nil {
 		t.Fatal(err)
 	}
@@ -245,10 +245,10 @@ func TestLeaseClaimTakenOver(t *testing.T) {
 // TestJudgeHolder: a claim's holder is gone for sure when its lease names
 // another incarnation; a lease missing or stale is only a suspicion (the bucket
 // may have been without a leader); claims of earlier versions name no
-// incarnation.
+// incarnation. Stale is judged by the TTL the holder's lease carries, plus the
+// grace: DefaultLeaseTTL when it carries none (an earlier version's).
 func TestJudgeHolder(t *testing.T) {
 	now := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
-	const stale = 2 * time.Second
 	c := Claim{Node: 3, Incarnation: 4, By: 2, ByIncarnation: 9, State: ClaimRunning}
 	for _, tc := range []struct {
 		name  string
@@ -259,13 +259,17 @@ func TestJudgeHolder(t *testing.T) {
 		sure  bool
 		clear string
 	}{
-		{name: "alive", c: c, v: &LeaseValue{Node: 2, Incarnation: 9}, at: now.Add(-time.Second)},
-		{name: "restarted", c: c, v: &LeaseValue{Node: 2, Incarnation: 10}, at: now, gone: true, sure: true, clear: "node 2 restarted (incarnation 10, the claim's 9)"},
+		{name: "alive", c: c, v: &LeaseValue{Node: 2, Incarnation: 9, TTLSeconds: 1}, at: now.Add(-time.Second)},
+		{name: "restarted", c: c, v: &LeaseValue{Node: 2, Incarnation: 10, TTLSeconds: 1}, at: now, gone: true, sure: true, clear: "node 2 restarted (incarnation 10, the claim's 9)"},
 		{name: "no lease", c: c, gone: true, clear: "node 2 holds no lease"},
-		{name: "stale", c: c, v: &LeaseValue{Node: 2, Incarnation: 9}, at: now.Add(-3 * time.Second), gone: true, clear: "node 2's lease not refreshed for 3s"},
+		{name: "stale", c: c, v: &LeaseValue{Node: 2, Incarnation: 9, TTLSeconds: 1}, at: now.Add(-3 * time.Second), gone: true, clear: "node 2's lease not refreshed for 3s"},
+		{name: "alive by its longer TTL", c: c, v: &LeaseValue{Node: 2, Incarnation: 9, TTLSeconds: 10}, at: now.Add(-8 * time.Second)},
+		{name: "stale by its longer TTL", c: c, v: &LeaseValue{Node: 2, Incarnation: 9, TTLSeconds: 10}, at: now.Add(-12 * time.Second), gone: true, clear: "node 2's lease not refreshed for 12s"},
+		{name: "an earlier version's lease, alive by the default TTL", c: c, v: &LeaseValue{Node: 2, Incarnation: 9}, at: now.Add(-5 * time.Second)},
+		{name: "an earlier version's lease, stale by the default TTL", c: c, v: &LeaseValue{Node: 2, Incarnation: 9}, at: now.Add(-7 * time.Second), gone: true, clear: "node 2's lease not refreshed for 7s"},
 		{name: "an earlier version's claim", c: Claim{Node: 3, Incarnation: 4, By: 2}, v: &LeaseValue{Node: 2, Incarnation: 10}, at: now},
 	} {
-		why, sure := judgeHolder(tc.c, tc.v, tc.at, now, stale)
+		why, sure := judgeHolder(tc.c, tc.v, tc.at, now)
 		if (why != "") != tc.gone || sure != tc.sure || why != tc.clear {
 			t.Errorf("%s: %q, sure %v; want %q, sure %v", tc.name, why, sure, tc.clear, tc.sure)
 		}

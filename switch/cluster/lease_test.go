@@ -259,7 +259,8 @@ func TestLeases(t *testing.T) {
 }
 
 // TestLeaseOptions: the defaults, and the TTLs JetStream cannot keep (not
-// whole seconds, under 1 s) or that a refresh cannot keep alive are refused.
+// whole seconds, under 1 s), over MaxLeaseTTL, or that a refresh cannot keep
+// alive are refused.
 func TestLeaseOptions(t *testing.T) {
 	var o LeaseOptions
 	if err := o.defaults(); err != nil || o.Refresh != time.Second || o.TTL != 5*time.Second || o.ClaimTTL != 24*time.Hour {
@@ -269,6 +270,7 @@ func TestLeaseOptions(t *testing.T) {
 		{TTL: 1500 * time.Millisecond},
 		{TTL: 500 * time.Millisecond, Refresh: 100 * time.Millisecond},
 		{TTL: 2 * time.Second, Refresh: 1500 * time.Millisecond},
+		{TTL: MaxLeaseTTL + time.Second},
 		{Refresh: -time.Second},
 		{ClaimTTL: time.Millisecond},
 	} {
@@ -301,7 +303,7 @@ func TestLeaseSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3})
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3, TTLSeconds: 1})
 	if _, err := kv.Put(ctx, "node.7", b); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +356,7 @@ func TestLeaseLapseGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3})
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3, TTLSeconds: int(ttl / time.Second)})
 	if _, err := kv.Put(ctx, "node.7", b); err != nil {
 		t.Fatal(err)
 	}

@@ -349,7 +349,8 @@ func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
 // node's last run left open, it waits for it first (so that the start-up recovery
 // that follows never races it). onDead settles another node's open transactions.
 func (c *clusterNode) startLease(onDead func(ctx context.Context, node int, since time.Time) error) error {
-	opts := cluster.LeaseOptions{OnDead: func(ctx context.Context, node int) error {
+	refresh, ttl := c.cfg.LeaseTimes() // cluster.lease_refresh, cluster.lease_ttl
+	opts := cluster.LeaseOptions{Refresh: refresh, TTL: ttl, OnDead: func(ctx context.Context, node int) error {
 		// The dead incarnation's records are those since it started: what came
 		// before was settled when it started (by itself, or by a survivor then).
 		l := c.currentLease()
