@@ -79,6 +79,16 @@ type clusterOptions struct {
 	// node advertises an address nobody listens on, so that no server dials a
 	// peer around the proxies.
 	Partitionable bool
+	// LeaseTTL, when not empty, is every node's cluster.lease_ttl (default 5s).
+	LeaseTTL string
+}
+
+// leaseTTLKey is the cluster section's lease_ttl line for ttl, none when empty.
+func leaseTTLKey(ttl string) string {
+	if ttl == "" {
+		return ""
+	}
+	return "\n  lease_ttl: " + ttl
 }
 
 // freePorts picks n distinct free loopback addresses for the nodes, outside the
@@ -247,7 +257,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 cluster:
   mode: embedded
   node: %[1]d
-  replicas: 3
+  replicas: 3%[12]s
   embedded:
     server_name: n%[1]d
     client_addr: "%[8]s"
@@ -255,7 +265,7 @@ cluster:
     cluster_addr: "%[9]s"%[11]s
     routes: [%[10]s]
 `, n.n, filepath.Join(n.dir, "data"), c.rules, n.termAddr, n.adminAddr, sim.Addr(), o.IssuerTimeout, n.nats,
-			ports[i*4+3], nodeRoutes(n.n), advertise(n.n))
+			ports[i*4+3], nodeRoutes(n.n), advertise(n.n), leaseTTLKey(o.LeaseTTL))
 		if err := os.WriteFile(n.cfg, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

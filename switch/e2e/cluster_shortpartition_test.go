@@ -43,9 +43,36 @@ import (
 // cut off then.
 func TestClusterShortPartition(t *testing.T) {
 	t.Parallel() // see startCluster
+	shortPartition(t, 0)
+}
+
+// TestClusterLongTTLPartition: TestClusterShortPartition's cut on nodes with
+// cluster.lease_ttl 10s, healed only once the majority's view of the cut node's
+// lease (node 1's cluster status) shows no refresh for the default TTL plus the
+// sweep's grace (6 s: with the default TTL the majority would have judged it
+// lapsed by then, and a cut of 4.3 s was fenced in a trial), so a cut of 5 s or
+// more: the node survives it as a short one, since its lease, and the
+// majority's judgement of it, follow its own TTL of 10 s.
+func TestClusterLongTTLPartition(t *testing.T) {
+	t.Parallel() // see startCluster
+	shortPartition(t, 10*time.Second)
+}
+
+// shortPartition is TestClusterShortPartition with every node's lease TTL
+// (cluster.lease_ttl) at ttl, the default when 0; a TTL over the default is cut
+// off until the majority has not heard of the cut node's lease for the default
+// TTL plus the grace.
+func shortPartition(t *testing.T, ttl time.Duration) {
+	o := clusterOptions{IssuerTimeout: 60 * time.Second, Partitionable: true}
+	longTTL := ttl > cluster.DefaultLeaseTTL
+	if ttl == 0 {
+		ttl = cluster.DefaultLeaseTTL
+	} else {
+		o.LeaseTTL = ttl.String()
+	}
 	// The issuer timeout is longer than the issuer's 5 s hold: the node reads the
 	// issuer's approvals of the held purchases.
-	c := startCluster(t, clusterOptions{IssuerTimeout: 60 * time.Second, Partitionable: true})
+	c := startCluster(t, o)
 	begin := time.Now()
 	tids := map[string]bool{}
 	var toldSum int64 // approvals the terminals were told
@@ -69,6 +96,11 @@ func TestClusterShortPartition(t *testing.T) {
 		t.Fatalf("node %d's lease in node %d's status before the cut: %+v", cut, keeper, before)
 	}
 
+	var stored func() (time.Time, error)
+	if longTTL {
+		stored = c.leaseStoredAt(t, cut)
+	}
+
 	// Four purchases with the issuer when the link goes, approved at once and
 	// answered 1.5 s later, during the cut (the node reads approvals it cannot
 	// make durable yet), and a new purchase sent to the node after the cut.
@@ -76,12 +108,22 @@ func TestClusterShortPartition(t *testing.T) {
 
 	// Short: healed as soon as the node says it is cut off (/readyz 503: no meta
 	// leader answers it) and the issuer has answered the held purchases, well
-	// before the node's lease could lapse.
-	var why string
+	// before the node's lease could lapse. With a longer TTL, not before the
+	// majority has gone without the node's refreshes for longer than the default
+	// TTL would survive: the bucket's leader, on node 1, still holds the last
+	// one stored before the cut (with the default TTL it would have expired it).
+	var why, silence string
 	unready := false
-	waitUntil(t, cluster.DefaultLeaseTTL, func() string {
-		return fmt.Sprintf("node %d's /readyz while cut off: %s; the issuer's answers: %s", cut, why, answeredAt(c.sim.Ledger(), p.held))
+	waitUntil(t, ttl, func() string {
+		return fmt.Sprintf("node %d's /readyz while cut off: %s; the issuer's answers: %s; %s", cut, why, answeredAt(c.sim.Ledger(), p.held), silence)
 	}, func() bool {
+		if longTTL {
+			at, err := stored()
+			silence = fmt.Sprintf("node %d's last refresh stored %s ago (%v)", cut, time.Since(at).Round(time.Millisecond), err)
+			if err != nil || time.Since(at) <= cluster.DefaultLeaseTTL+time.Second {
+				return false
+			}
+		}
 		if !unready {
 			code, body := node.readyz()
 			why = fmt.Sprintf("%d %s", code, body)
@@ -97,8 +139,8 @@ func TestClusterShortPartition(t *testing.T) {
 	})
 	healedAt := p.heal()
 	cutFor := healedAt.Sub(p.cutAt)
-	t.Logf("node %d cut off for %s: /readyz %s; the issuer's answers: %s", cut, cutFor.Round(time.Millisecond), tail(why, 300),
-		answeredAt(c.sim.Ledger(), p.held))
+	t.Logf("node %d cut off for %s (lease TTL %s): /readyz %s; the issuer's answers: %s; %s", cut, cutFor.Round(time.Millisecond), ttl, tail(why, 300),
+		answeredAt(c.sim.Ledger(), p.held), silence)
 	for rrn, e := range c.sim.Ledger() {
 		if _, ok := p.held[rrn]; ok && e.AnsweredAt.Before(p.cutAt) {
 			t.Logf("RRN %s: the issuer answered %s before the cut (a slow start of the hold): not during the cut", rrn, p.cutAt.Sub(e.AnsweredAt).Round(time.Millisecond))
@@ -106,9 +148,10 @@ func TestClusterShortPartition(t *testing.T) {
 	}
 	// Its last refresh before the cut was up to one refresh (1 s) earlier, and
 	// its first after the heal waits for the routes to come back (about 1 s):
-	// past half the TTL, the test would no longer be of a short partition.
-	if cutFor > cluster.DefaultLeaseTTL/2 {
-		t.Fatalf("node %d was cut off for %s before its /readyz said so: not a partition clearly shorter than the lease TTL (%s); this run tests nothing", cut, cutFor.Round(time.Millisecond), cluster.DefaultLeaseTTL)
+	// past the TTL less 3 s (half the default one), the test would no longer be
+	// of a partition the lease survives.
+	if cutFor > ttl-3*time.Second+time.Second/2 {
+		t.Fatalf("node %d was cut off for %s before its /readyz said so: not a partition clearly shorter than the lease TTL (%s); this run tests nothing", cut, cutFor.Round(time.Millisecond), ttl)
 	}
 
 	// The node serves on by itself: ready again, with no exit.
@@ -155,11 +198,13 @@ func TestClusterShortPartition(t *testing.T) {
 	c.journalsAsTold(t, told, p.held, 30*time.Second)
 	c.booksAgree(t, begin, tids, toldSum)
 
-	// Nobody claimed the node's recovery, and it did not exit, for three TTLs
-	// after the cut at least: a lapse would have been claimed TTL + 1 s after the
-	// node's last refresh, and the claim found by the node's next refresh.
+	// Nobody claimed the node's recovery, and it did not exit, for three default
+	// TTLs (and its own TTL and 5 s) after the cut at least: a lapse would have
+	// been claimed TTL + 1 s after the node's last refresh, and the claim found by
+	// the node's next refresh.
 	var seen string
-	waitUntil(t, 3*cluster.DefaultLeaseTTL+5*time.Second, func() string { return seen }, func() bool {
+	quiet := max(3*cluster.DefaultLeaseTTL, ttl+5*time.Second)
+	waitUntil(t, quiet+5*time.Second, func() string { return seen }, func() bool {
 		if !node.running() {
 			t.Fatalf("node %d exited (status %d) %s after a partition shorter than the lease TTL; its log:\n%s", cut,
 				node.cmd.ProcessState.ExitCode(), time.Since(healedAt).Round(time.Millisecond), tail(node.logGrep("lost for good", "lease"), 2000))
@@ -168,7 +213,7 @@ func TestClusterShortPartition(t *testing.T) {
 			t.Fatalf("node %d's recovery claimed after a partition of %s (its lease never lapsed): %s", cut, cutFor.Round(time.Millisecond), strings.Join(got, "; "))
 		}
 		seen = fmt.Sprintf("node %d up %s after the cut, no claim on it", cut, time.Since(p.cutAt).Round(time.Millisecond))
-		return time.Since(p.cutAt) > 3*cluster.DefaultLeaseTTL
+		return time.Since(p.cutAt) > quiet
 	})
 	for _, n := range c.nodes {
 		if l := c.leaseSeen(t, n.n, cut); !l.Alive || l.RecoveredBy != 0 || l.Incarnation != before.Incarnation {
@@ -212,6 +257,38 @@ func (c *testCluster) leaseSeen(t *testing.T, n, of int) cluster.LeaseHolder {
 	}
 	t.Fatalf("node %d's cluster status shows no lease of node %d", n, of)
 	return cluster.LeaseHolder{}
+}
+
+// leaseStoredAt returns a function that reads, through node 1's client port, when
+// the leases bucket stored node of's lease (its last refresh; an error once it is
+// gone). Node 1 leads the bucket in the tests that use it, so that a read answers
+// at once while of is cut off.
+func (c *testCluster) leaseStoredAt(t *testing.T, of int) func() (time.Time, error) {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + c.node(1).nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cluster.LeaseBucket)
+	if err != nil {
+		t.Fatalf("bucket %s: %v", cluster.LeaseBucket, err)
+	}
+	return func() (time.Time, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		e, err := kv.Get(ctx, fmt.Sprintf("node.%d", of))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("node %d's lease: %w", of, err)
+		}
+		return e.Created(), nil
+	}
 }
 
 // recoveryClaims lists the claims another node holds on the recovery of an
