@@ -205,6 +205,11 @@ type Lease struct {
 	// refreshes it, and Held and Lost say so for good (lost is set with it).
 	usurped error
 	lost    atomic.Bool
+	// capped is set, for the rest of the process, once a peer's lease carried no
+	// TTL (a version before 6 December 2026, which judges every lease by
+	// DefaultLeaseTTL) while this node's TTL is longer: this node then judges its
+	// own lease by DefaultLeaseTTL (ownTTL), as that peer does.
+	capped atomic.Bool
 	// lostC is closed when lost is set (markLost): LostC.
 	lostC chan struct{}
 
@@ -782,7 +787,7 @@ func (l *Lease) refresh(ctx context.Context) error {
 	defer cancel()
 	start := time.Now()
 	l.mu.Lock()
-	mayHaveLapsed := !l.lastOK.IsZero() && start.Sub(l.lastOK) >= l.opts.TTL
+	mayHaveLapsed := !l.lastOK.IsZero() && start.Sub(l.lastOK) >= l.ownTTL()
 	l.mu.Unlock()
 	rev, err := l.putLease(pctx, b)
 	if err == nil && mayHaveLapsed {
@@ -940,11 +945,23 @@ func (l *Lease) Fresh() error {
 	if l.lost.Load() {
 		return l.Lost()
 	}
-	stale := l.opts.TTL - min(confirmMargin, l.opts.TTL/4)
+	ttl := l.ownTTL()
+	stale := ttl - min(confirmMargin, ttl/4)
 	if age := time.Duration(int64(time.Since(l.epoch)) - l.okAt.Load()); age >= stale {
-		return fmt.Errorf("cluster: node %d's lease last refreshed %v ago (TTL %v): not known held now", l.self.Node, age.Round(time.Millisecond), l.opts.TTL)
+		return fmt.Errorf("cluster: node %d's lease last refreshed %v ago (TTL %v): not known held now", l.self.Node, age.Round(time.Millisecond), ttl)
 	}
 	return nil
+}
+
+// ownTTL is the TTL this node judges its own lease by (Fresh, Confirm, Held, and
+// whether a refresh must read the claim on its incarnation): its own, or
+// DefaultLeaseTTL when shorter and a peer of an earlier version, which judges
+// every lease by it, was seen (capped). The lease's message keeps its own TTL.
+func (l *Lease) ownTTL() time.Duration {
+	if l.capped.Load() {
+		return min(l.opts.TTL, DefaultLeaseTTL)
+	}
+	return l.opts.TTL
 }
 
 // lostError says why this node's lease is lost; it is ErrLeaseLost (errors.Is)
@@ -1010,8 +1027,9 @@ func (l *Lease) noteTried() {
 // ends while it waits, it returns an error wrapping ctx's cause (not
 // ErrLeaseLost): the caller does not go on unconfirmed.
 func (l *Lease) Confirm(ctx context.Context) error {
-	stale := int64(l.opts.TTL - min(confirmMargin, l.opts.TTL/4))
-	failing := int64(l.opts.TTL)
+	ttl := l.ownTTL()
+	stale := int64(ttl - min(confirmMargin, ttl/4))
+	failing := int64(ttl)
 	var bound *time.Timer
 	for {
 		if l.lost.Load() {
@@ -1071,7 +1089,7 @@ func (l *Lease) Held() error {
 	if usurped != nil {
 		return usurped
 	}
-	if since := time.Since(last); since >= l.opts.TTL {
+	if since, ttl := time.Since(last), l.ownTTL(); since >= ttl {
 		why := ""
 		if failed && ferr != nil {
 			// The usual cause: the lease bucket has no JetStream quorum. Say so, as
@@ -1079,7 +1097,7 @@ func (l *Lease) Held() error {
 			why = fmt.Sprintf(" (JetStream did not store its refresh, no quorum?: %v)", ferr)
 		}
 		return fmt.Errorf("cluster: node %d's lease not refreshed for %v (TTL %v)%s: the other nodes may be recovering its transactions",
-			l.self.Node, since.Round(time.Millisecond), l.opts.TTL, why)
+			l.self.Node, since.Round(time.Millisecond), ttl, why)
 	}
 	return nil
 }
@@ -1219,14 +1237,17 @@ func (l *Lease) alive(node int, v LeaseValue) {
 // (each lease is judged by the TTL it carries), but the operator should know that
 // the nodes take over from each other at different speeds. A lease that carries
 // no TTL is a version's before 6 December 2026, which judges every lease by
-// DefaultLeaseTTL: with a longer TTL here it may claim this node's recovery
-// while this node still serves. l.mu is held.
+// DefaultLeaseTTL: with a longer TTL here it could claim this node's recovery
+// while this node still serves, so this node caps the TTL it judges its own lease
+// by (capped, ownTTL) from then on, and says so at error level. l.mu is held.
 func (l *Lease) noteTTL(node int, v LeaseValue) {
 	own := l.opts.TTL
 	switch {
 	case v.TTLSeconds == 0 && own > DefaultLeaseTTL:
+		l.capped.Store(true)
 		l.n.log.Error().Int("node", node).Dur("ttl", own).Dur("their_ttl", DefaultLeaseTTL).
-			Msgf("node %d runs a version that judges every node's lease by the default TTL (%v), not by the TTL the lease carries: it may declare this node dead, and recover its transactions, while this node still serves them; set cluster.lease_ttl back to %v until every node is upgraded", node, DefaultLeaseTTL, DefaultLeaseTTL)
+			Msgf("node %d runs a version that judges every node's lease by the default TTL (%v), not by the TTL the lease carries: it may declare this node dead after %v; this node now judges its own lease by %v too (goes unready, and stops its transactions, as soon as that peer could take over), so cluster.lease_ttl %v tolerates no longer cuts: set it back to %v until every node is upgraded, then restart the nodes",
+				node, DefaultLeaseTTL, DefaultLeaseTTL, DefaultLeaseTTL, own, DefaultLeaseTTL)
 	case v.ttl() != own:
 		l.n.log.Warn().Int("node", node).Dur("ttl", own).Dur("their_ttl", v.ttl()).
 			Msgf("node %d's lease TTL (cluster.lease_ttl) differs from this node's: each node's lease is judged by its own TTL, so this is safe, but the nodes survive cuts of different lengths and are taken over at different speeds", node)

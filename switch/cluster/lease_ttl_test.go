@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,52 @@ func TestLeaseLongerTTLSurvivesGap(t *testing.T) {
 		if h.Node == 8 && h.TTLSeconds != int(longTTL/time.Second) {
 			t.Errorf("node 8 as seen: %+v; want its TTL, %v", h, longTTL)
 		}
+	}
+}
+
+// TestLeaseTTLCappedByOlderPeer: a node whose TTL is longer than the default
+// judges its own lease by its own TTL until it sees a peer's lease that carries
+// none (a version before 6 December 2026, which judges every lease by
+// DefaultLeaseTTL and would claim this node's recovery 6 s after its last
+// refresh): from then on by DefaultLeaseTTL, so that it stops its transactions
+// (Confirm waits for a refresh, Fresh and Held say not held) before that peer
+// could take over. A peer of this version with another TTL changes nothing. The
+// last acknowledged refresh is made to look 6 s old, as after a cut.
+func TestLeaseTTLCappedByOlderPeer(t *testing.T) {
+	const ttl = 10 * time.Second
+	l := &Lease{n: &Node{cfg: Config{Node: 1}, log: testLogger(t)}, opts: LeaseOptions{Refresh: time.Second, TTL: ttl},
+		seen: map[int]*LeaseHolder{}, epoch: time.Now().Add(-time.Hour), tried: make(chan struct{}), lostC: make(chan struct{})}
+	l.self = LeaseValue{Node: 1, Incarnation: 1, TTLSeconds: 10}
+	age := DefaultLeaseTTL + time.Second
+	l.okAt.Store(int64(time.Since(l.epoch) - age))
+	l.lastOK = time.Now().Add(-age)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	held := func(what string) {
+		t.Helper()
+		if err := l.Fresh(); err != nil {
+			t.Fatalf("%s: Fresh %v; want held (last refresh %v ago, TTL %v)", what, err, age, ttl)
+		}
+		if err := l.Held(); err != nil {
+			t.Fatalf("%s: Held %v; want held", what, err)
+		}
+		if err := l.Confirm(ctx); err != nil {
+			t.Fatalf("%s: Confirm %v; want nil at once", what, err)
+		}
+	}
+	held("alone")
+	l.alive(2, LeaseValue{Node: 2, Incarnation: 4, TTLSeconds: 3})
+	held("a peer of this version with a 3 s TTL")
+
+	l.alive(3, LeaseValue{Node: 3, Incarnation: 7}) // no TTL: an earlier version
+	if err := l.Fresh(); err == nil || !strings.Contains(err.Error(), "(TTL 5s)") {
+		t.Fatalf("Fresh after a peer of an earlier version: %v; want not held, judged by the default TTL", err)
+	}
+	if err := l.Held(); err == nil || !strings.Contains(err.Error(), "(TTL 5s)") {
+		t.Fatalf("Held after a peer of an earlier version: %v; want not held, judged by the default TTL", err)
+	}
+	// Confirm waits for a refresh that says the lease is held; none comes here.
+	if err := l.Confirm(ctx); err == nil || errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Confirm after a peer of an earlier version, no refresh since: %v; want it to wait, then fail with the caller's context", err)
 	}
 }
