@@ -231,9 +231,18 @@ func printClusterReport(env *Env, rep *cluster.Report, loc *time.Location) {
 			rec = "node " + strconv.Itoa(l.RecoveredBy)
 		}
 		rows = append(rows, []string{strconv.Itoa(l.Node), orDash(l.Server), strconv.FormatUint(l.Incarnation, 10), state,
-			kit.LocalTime(l.Started, loc), kit.LocalTime(l.Refreshed, loc), rec, yesNo(l.Compacts), yesNo(l.QRRequests)})
+			kit.LocalTime(l.Started, loc), kit.LocalTime(l.Refreshed, loc), rec, yesNo(l.Compacts), yesNo(l.QRRequests), leaseTTL(l.TTLSeconds)})
 	}
-	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS\tQR REQUESTS", rows)
+	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS\tQR REQUESTS\tTTL", rows)
+}
+
+// leaseTTL is a lease's TTL as the other nodes judge it (cluster.lease_ttl): a lease
+// of a version before 6 December 2026 carries none, and its TTL is the default.
+func leaseTTL(seconds int) string {
+	if seconds <= 0 {
+		return cluster.DefaultLeaseTTL.String() + " (earlier version)"
+	}
+	return (time.Duration(seconds) * time.Second).String()
 }
 
 func yesNo(b bool) string {

@@ -35,7 +35,7 @@ func TestClusterStatus(t *testing.T) {
 		},
 		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
 		Leases: []cluster.LeaseHolder{
-			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true, Compacts: true, QRRequests: true},
+			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true, Compacts: true, QRRequests: true, TTLSeconds: 10},
 			{Node: 2, Server: "n2", Incarnation: 5, Started: at, Refreshed: at, Stopped: true, RecoveredBy: 3},
 			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
 		},
@@ -72,7 +72,9 @@ func TestClusterStatus(t *testing.T) {
 		"held     2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  -             yes",
 		"registry  120       14            110          2050  2026-12-02 07:00:00.000 +08:00  following",
 		"cases     0         0             -            -     -                               NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
-		"RECOVERED BY  SNAPSHOTS  QR REQUESTS",
+		"RECOVERED BY  SNAPSHOTS  QR REQUESTS  TTL",
+		"yes          10s",
+		"no           5s (earlier version)",
 		"node 1        no         no",
 		"Single switch's journal imported up to RRN 000000123456 (12 messages in the stream)",
 	} {
