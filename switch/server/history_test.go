@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// decidingRules share a reason between a decline and a later alert (as the default
+// pack's cashout-repeat-card and cashout-repeat-card-score do), have two reviews
+// that hit together, an allow rule and a shadow decline.
+const decidingRules = `rules:
+  - {id: big-decline, condition: "txn.amount >= 1000", action: decline, response_code: "59", reason: shared}
+  - {id: big-alert, condition: "txn.amount >= 1000", action: alert, reason: shared}
+  - {id: mid-review-1, condition: "txn.amount >= 500", action: review, reason: mid-1}
+  - {id: mid-review-2, condition: "txn.amount >= 500", action: review}
+  - {id: seven-allow, condition: "txn.amount == 7", action: allow, reason: seven}
+  - {id: any-shadow, condition: "txn.amount >= 100", action: decline, mode: shadow, reason: shadow}
+`
+
+// memRecords is a journal of risk records in time order, for risk.Backtest.
+type memRecords []risk.Record
+
+func (m memRecords) Range(_ context.Context, from, to time.Time, fn func(risk.Record) error) error {
+	for _, r := range m {
+		if !r.Time.Before(from) && r.Time.Before(to) {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m memRecords) ByRRN(_ context.Context, rrn string) (risk.Record, error) {
+	for _, r := range m {
+		if r.RRN == rrn {
+			return r, nil
+		}
+	}
+	return risk.Record{}, fmt.Errorf("%w: RRN %s", risk.ErrNotFound, rrn)
+}
+
+// TestRiskRecordDecidingRule checks that the decision read back from a journal
+// record (what backtest compares with and explain shows as "then") is the one the
+// engine made: the first enforced hit of the strongest action, with its reason, not
+// the last hit sharing the decline's reason nor a review without its reason; and so
+// that a backtest of the rules in force changes no decision.
+func TestRiskRecordDecidingRule(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(decidingRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := risk.New(dir, risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	start := time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
+	var recs memRecords
+	for i, amount := range []int{7, 50, 100, 600, 1500} {
+		var in risk.Input
+		in.Txn = risk.Txn{MTI: "0200", ProcCode: "000000", Type: risk.TxnPurchase, Amount: amount, Currency: "156", BIN: "476173",
+			CardHash: fmt.Sprintf("card%d", i), RRN: fmt.Sprintf("%012d", i+1), Time: start.Add(time.Duration(i) * time.Minute)}
+		in.Terminal = risk.Terminal{ID: "T0000001", Kind: "pos", Status: "active"}
+		in.Merchant = risk.Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Status: "active"}
+		d := e.Evaluate(&in)
+		// As the pipeline journals it (assess, decline).
+		jr := &journal.Record{RRN: in.Txn.RRN, MTI: "0200", ProcCode: "000000", Currency: "156", Amount: int64(amount), CardHash: in.Txn.CardHash,
+			Received: in.Txn.Time, RuleSet: d.Version, Facts: in.AppendBinary(nil), RC: "00", DecidedBy: "issuer"}
+		for _, h := range d.Hits {
+			jr.RuleHits = append(jr.RuleHits, journal.RuleHit{ID: h.Rule, Action: string(h.Action), Mode: string(h.Mode), Reason: h.Reason, Score: h.Score})
+		}
+		if d.Declined() {
+			jr.RC, jr.DecidedBy, jr.Reason = d.ResponseCode, "risk", d.Reason
+		}
+		rec, ok := RiskRecord(jr)
+		if !ok {
+			t.Fatalf("amount %d: record not replayable", amount)
+		}
+		got := rec.Decision
+		if got.Action != d.Action || got.Rule != d.Rule || got.Reason != d.Reason || got.ResponseCode != d.ResponseCode {
+			t.Errorf("amount %d: read back %s %q by %q (%q), the engine decided %s %q by %q (%q)", amount,
+				got.Action, got.ResponseCode, got.Rule, got.Reason, d.Action, d.ResponseCode, d.Rule, d.Reason)
+		}
+		recs = append(recs, rec)
+	}
+	rep, err := risk.Backtest(context.Background(), recs, e.RuleSet(), risk.BacktestOptions{From: start, To: start.Add(time.Hour), Warmup: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Transactions != 5 || rep.Changed != 0 {
+		t.Errorf("backtest of the rules in force: %d transaction(s), %d changed decision(s), want 5 and 0: %+v", rep.Transactions, rep.Changed, rep.Changes)
+	}
+}
