@@ -413,11 +413,24 @@ func (t *tool) test(args []string) int {
 			fmt.Fprintf(t.out, "rules without tests: %s\n", esc(strings.Join(untested, ", ")))
 		}
 		fmt.Fprintf(t.out, "rules %s (version %s):\n%d passed, %d failed\n", pos[0], esc(rs.Version), passed, failed)
+		if len(results) == 0 {
+			fmt.Fprintln(t.out, noTests(pos[0], *run))
+		}
 	}
-	if failed > 0 {
+	// No test run is a failure, not a pass: an empty or mistyped directory, or a
+	// --run that matches no rule with tests, proved nothing.
+	if failed > 0 || len(results) == 0 {
 		return ExitProblems
 	}
 	return ExitOK
+}
+
+// noTests says why a test run of dir (with --run run) ran no test.
+func noTests(dir, run string) string {
+	if run != "" {
+		return fmt.Sprintf("no test ran: --run %q matches no rule with tests in %s", esc(run), esc(dir))
+	}
+	return fmt.Sprintf("no test ran: %s has no rule tests", esc(dir))
 }
 
 // ---- times and amounts ----

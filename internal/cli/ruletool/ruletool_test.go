@@ -129,6 +129,31 @@ func TestTest(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != ExitOK || ans.Passed != 4 || ans.Failed != 0 {
 		t.Errorf("json test: %d %v %s", code, err, out)
 	}
+
+}
+
+// TestTestNothingRan: a test run that ran no test fails (exit 1, saying why) rather
+// than passing "0 passed, 0 failed": an empty directory, rules without tests, or a
+// --run that matches nothing (a typo in a rule's id) proved nothing.
+func TestTestNothingRan(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		dir  string
+		args []string
+		want string
+	}{
+		{"empty directory", t.TempDir(), nil, "has no rule tests"},
+		{"rules without tests", rulesDir(t, map[string]string{"a.yaml": bigRound}), nil, "has no rule tests"},
+		{"--run matches nothing", "../../../rules", []string{"--run", "^sofpos-limit$"}, `--run "^sofpos-limit$" matches no rule with tests`},
+	} {
+		code, out, _ := run(t, ToolEnv{}, append([]string{"test", c.dir}, c.args...)...)
+		if code != ExitProblems || !strings.Contains(out, "0 passed, 0 failed") || !strings.Contains(out, "no test ran: ") || !strings.Contains(out, c.want) {
+			t.Errorf("%s: %d, want %d and %q:\n%s", c.name, code, ExitProblems, c.want, out)
+		}
+		if code, _, _ := run(t, ToolEnv{}, append([]string{"test", c.dir, "--format", "json"}, c.args...)...); code != ExitProblems {
+			t.Errorf("%s, --format json: %d, want %d", c.name, code, ExitProblems)
+		}
+	}
 }
 
 // memHistory is an in-memory journal: test data for the History interface.
