@@ -3,6 +3,7 @@ package risk
 import (
 	"context"
 	"fmt"
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 	"sort"
 	"time"
@@ -231,7 +232,10 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			rep.RunErrors++
 			if st := stats[e.Rule]; st != nil {
 				if st.Errors++; st.FirstError == "" {
-					st.FirstError = "RRN " + rec.RRN + ": " + e.Error
+					// The error can quote what a terminal sent (int(device.id)
+					// on track data): masked, as the engine logs it.
+					msg, _ := carddata.MaskText(e.Error)
+					st.FirstError = "RRN " + rec.RRN + ": " + msg
 				}
 			}
 		}

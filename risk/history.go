@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 )
 
@@ -154,6 +156,35 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	}
 	d, traces := rs.Trace(&rec.Input, store, rs.Lists())
 	sort.SliceStable(traces, func(i, j int) bool { return traces[i].Hit && !traces[j].Hit })
+	// The values the traces show are masked (RefValues); so are the free text
+	// a terminal sent and the run-time errors, which can quote it
+	// (int(device.id) on track data): explain's text and JSON carry no card number.
+	maskDevice(&rec.Input.Device)
+	for i := range d.Errors {
+		d.Errors[i].Error, _ = carddata.MaskText(d.Errors[i].Error)
+	}
+	for i := range traces {
+		traces[i].Error, _ = carddata.MaskText(traces[i].Error)
+	}
 	return &Explanation{Record: rec, Version: rs.Version, SameVersion: rs.Version == rec.Decision.Version,
 		Replayed: n, Decision: d, Rules: traces}, nil
+}
+
+// maskDevice masks the card numbers in the free text of d a terminal sent (DE 48
+// DI, the findings), in place: a copy of the journal's for output. The findings
+// slice is replaced, not written through.
+func maskDevice(d *Device) {
+	d.ID, _ = carddata.MaskText(d.ID)
+	var out []string
+	for i, f := range d.Findings {
+		if m, n := carddata.MaskText(f); n > 0 {
+			if out == nil {
+				out = slices.Clone(d.Findings)
+			}
+			out[i] = m
+		}
+	}
+	if out != nil {
+		d.Findings = out
+	}
 }
