@@ -535,6 +535,11 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	if opts.To, err = t.parseTime(*to); err != nil {
 		return t.usageErr("--to: %v", err)
 	}
+	if !opts.To.After(opts.From) {
+		// A bad command line (exit 2), said in the zone the dates were read in,
+		// before the rules are compiled or the journal read.
+		return t.usageErr("--to %s is not after --from %s: the range is empty (--to is exclusive)", t.when(opts.To), t.when(opts.From))
+	}
 	if *warmup != "" {
 		if *warmup == "0" {
 			opts.Warmup = 0

@@ -502,6 +502,25 @@ func TestBacktestByLabel(t *testing.T) {
 	}
 }
 
+// TestBacktestRangeBackwards: --from at or after --to is a bad command line (exit 2)
+// said in the acquirer's zone, not a backtest failure (exit 1) in UTC after the rules
+// were compiled.
+func TestBacktestRangeBackwards(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	env := ToolEnv{History: &memHistory{}, Location: sh, Terminal: &no}
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	for _, r := range [][2]string{{"2025-06-05", "2025-06-04"}, {"2025-06-04", "2025-06-04"}} {
+		code, out, errs := run(t, env, "backtest", "--rules", cand, "--from", r[0], "--to", r[1], "--no-progress")
+		if code != ExitUsage || out != "" || !strings.Contains(errs, "--to "+r[1]+" 00:00:00.000 +08:00 is not after --from "+r[0]+" 00:00:00.000 +08:00") {
+			t.Errorf("--from %s --to %s: %d, want %d\n%s%s", r[0], r[1], code, ExitUsage, out, errs)
+		}
+	}
+}
+
 // TestParseTimeRelative: "24h" and "-24h" both mean a day ago, as in `journal --from`;
 // "+1h" is ahead.
 func TestParseTimeRelative(t *testing.T) {
