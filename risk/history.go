@@ -16,6 +16,42 @@ import (
 // ErrNotFound is returned (wrapped) by History.ByRRN for an unknown RRN.
 var ErrNotFound = errors.New("no such transaction in the journal")
 
+// NotEvaluatedError is History.ByRRN's error for a transaction the journal holds
+// but the rules never saw: declined before them (binding, MAC, a blocked card) or a
+// network message. It is ErrNotFound to errors.Is (there is nothing to explain) but
+// says that the transaction exists and who answered it, where "no such transaction
+// in the journal" sent an analyst looking for a mistyped RRN.
+type NotEvaluatedError struct {
+	RRN          string // DE 37
+	ResponseCode string // DE 39 the terminal got ("" none)
+	DecidedBy    string // who set it: binding, switch, issuer...
+	Reason       string // why
+}
+
+// Error implements error.
+func (e *NotEvaluatedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "RRN %s is in the journal but never reached the rules", e.RRN)
+	if e.ResponseCode != "" || e.DecidedBy != "" {
+		b.WriteString(" (answered")
+		if e.ResponseCode != "" {
+			b.WriteString(" " + e.ResponseCode)
+		}
+		if e.DecidedBy != "" {
+			b.WriteString(" by " + e.DecidedBy)
+		}
+		if e.Reason != "" {
+			b.WriteString(": " + e.Reason)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(": there is nothing to explain")
+	return b.String()
+}
+
+// Is makes a NotEvaluatedError ErrNotFound.
+func (e *NotEvaluatedError) Is(target error) bool { return target == ErrNotFound }
+
 // Record is one journaled transaction as the risk tools need it.
 type Record struct {
 	// Time is when the switch received the request (UTC); same as Input.Txn.Time.

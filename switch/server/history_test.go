@@ -2,9 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +99,27 @@ func TestRiskRecordDecidingRule(t *testing.T) {
 	}
 	if rep.Transactions != 5 || rep.Changed != 0 {
 		t.Errorf("backtest of the rules in force: %d transaction(s), %d changed decision(s), want 5 and 0: %+v", rep.Transactions, rep.Changed, rep.Changes)
+	}
+}
+
+// TestHistoryByRRNNotEvaluated: explain of a transaction declined before the rules
+// says that it is in the journal, who answered it and why, rather than "no such
+// transaction in the journal" (which sent the analyst looking for a mistyped RRN);
+// an unknown RRN still says that.
+func TestHistoryByRRNNotEvaluated(t *testing.T) {
+	j, write := settleJournal(t)
+	rec := write(&journal.Record{Received: time.Now().UTC(), MTI: "0200", Type: "purchase", RC: "05", DecidedBy: "binding", Reason: "terminal-unbound", Amount: 1000, Currency: "156"})
+	rs, err := risk.Load("../../rules", risk.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = risk.Explain(context.Background(), History{J: j}, rs, rec.RRN, 0)
+	want := "RRN " + rec.RRN + " is in the journal but never reached the rules (answered 05 by binding: terminal-unbound)"
+	if !errors.Is(err, risk.ErrNotFound) || err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "no such transaction") {
+		t.Errorf("explain of a transaction declined before the rules: %v, want ErrNotFound saying %q", err, want)
+	}
+	_, err = risk.Explain(context.Background(), History{J: j}, rs, "999999999999", 0)
+	if !errors.Is(err, risk.ErrNotFound) || !strings.Contains(fmt.Sprint(err), "no such transaction in the journal") {
+		t.Errorf("explain of an unknown RRN: %v", err)
 	}
 }
