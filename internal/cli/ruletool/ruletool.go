@@ -513,7 +513,7 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s, now, -1h)", t.env.Location))
 	format := formatFlag(fs, "table", "table, csv or json")
 	warmup := fs.String("warmup", "", "journal replayed before --from to warm the counters (default: the longest counter window)")
-	changes := fs.Int("changes", 0, "list at most this many changed decisions (0 = all)")
+	changes := fs.Int("changes", 0, fmt.Sprintf("list at most this many changed decisions (0 = all, up to %d; every one is counted)", risk.MaxListedChanges))
 	noProgress := fs.Bool("no-progress", false, "no progress bar")
 	pos, err := parse(fs, args)
 	if err != nil {
