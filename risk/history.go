@@ -76,8 +76,9 @@ type Record struct {
 	// generated traffic), "" for real traffic: backtest reports rates by label.
 	Label string `json:"label,omitempty"`
 	// Undecided marks a transaction the rules did not decide (a merchant-presented QR
-	// payment, docs/qr.md) but the velocity counters count: a replay observes it, a
-	// backtest does not evaluate the rules on it.
+	// payment, docs/qr.md; a purchase of nothing the switch declined itself; an
+	// offline advice the card approved) but the velocity counters count: a replay
+	// observes it, a backtest does not evaluate the rules on it, explain refuses it.
 	Undecided bool `json:"undecided,omitempty"`
 }
 
@@ -154,6 +155,11 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	rec, err := h.ByRRN(ctx, rrn)
 	if err != nil {
 		return nil, fmt.Errorf("explain RRN %s: %w", rrn, err)
+	}
+	if rec.Undecided {
+		// Counted, but not decided by the rules (Record.Undecided): nothing to
+		// explain, and re-evaluating it would show a decision never made.
+		return nil, fmt.Errorf("explain RRN %s: %w", rrn, &NotEvaluatedError{RRN: rrn, ResponseCode: rec.Outcome.ResponseCode})
 	}
 	if warmup < 0 {
 		warmup = rs.MaxWindow()

@@ -16,14 +16,20 @@ type History struct{ J *journal.Store }
 
 // RiskRecord turns a journal record into what the risk tools replay. It reports false
 // for records the rules never saw (declined before the rules, network messages). A
-// merchant-presented QR payment's record, whose facts the counters saw but the rules
-// never decided on, is Undecided.
+// record whose facts the counters saw but the rules never decided on is Undecided: a
+// merchant-presented QR payment, and the probes (pipeline's probe: a purchase of
+// nothing the switch declined itself, an offline advice the card approved), which
+// run no rules and so journal no rule-set version. Until the sixth release of 6
+// December 2026 the probes were not Undecided: a backtest evaluated candidate rules
+// on them and counted their "declines" (of transactions the switch had declined
+// already, or the card approved offline) as changed decisions, and explain explained
+// them as if the rules had decided.
 func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	if len(r.Facts) == 0 {
 		return risk.Record{}, false
 	}
 	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded), Label: r.Label,
-		Undecided: r.Listener == pipeline.OrderListener}
+		Undecided: r.Listener == pipeline.OrderListener || r.RuleSet == ""}
 	var ok bool
 	if out.Outcome, ok = pipeline.RecordInput(r, &out.Input); !ok {
 		return out, false

@@ -123,3 +123,61 @@ func TestHistoryByRRNNotEvaluated(t *testing.T) {
 		t.Errorf("explain of an unknown RRN: %v", err)
 	}
 }
+
+// TestProbeRecordsNotDecided: a request the switch declined itself before the rules
+// but whose facts it journaled for the counters (pipeline's probe: a purchase of
+// nothing, answered 13; an offline advice) is counted by a backtest's replay but not
+// evaluated: a candidate rule that would "decline" it changes no decision, since the
+// rules never decided it; and explain says the rules never saw it.
+func TestProbeRecordsNotDecided(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(`counters:
+  - {name: card_attempts, dimension: card, window: 1h}
+rules:
+  - {id: everything, condition: "txn.amount >= 0", action: decline}
+  - {id: second-attempt, condition: "velocity.card_attempts >= 1", action: review}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := risk.Load(dir, risk.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
+	var in risk.Input
+	in.Txn = risk.Txn{MTI: "0200", ProcCode: "000000", Type: risk.TxnPurchase, Currency: "156", BIN: "476173", CardHash: "card1", RRN: "000000000001", Time: start}
+	in.Terminal = risk.Terminal{ID: "T0000001", Kind: "pos", Status: "active"}
+	in.Merchant = risk.Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Status: "active"}
+	// As the pipeline journals a probe: facts, no rule-set version, no hits.
+	probe := &journal.Record{RRN: in.Txn.RRN, MTI: "0200", ProcCode: "000000", Currency: "156", CardHash: "card1", Received: start,
+		Facts: in.AppendBinary(nil), RC: "13", DecidedBy: "switch", Reason: "invalid-amount"}
+	rec, ok := RiskRecord(probe)
+	if !ok || !rec.Undecided {
+		t.Fatalf("a probe's record: replayable %v, undecided %v; want both", ok, rec.Undecided)
+	}
+	// A purchase the rules decided, a minute later, with the same card.
+	in.Txn.RRN, in.Txn.Time, in.Txn.Amount = "000000000002", start.Add(time.Minute), 1000
+	decided := &journal.Record{RRN: in.Txn.RRN, MTI: "0200", ProcCode: "000000", Currency: "156", CardHash: "card1", Received: in.Txn.Time, Amount: 1000,
+		Facts: in.AppendBinary(nil), RC: "00", DecidedBy: "issuer", RuleSet: "v1"}
+	rec2, ok := RiskRecord(decided)
+	if !ok || rec2.Undecided {
+		t.Fatalf("a decided record: replayable %v, undecided %v", ok, rec2.Undecided)
+	}
+	rep, err := risk.Backtest(context.Background(), memRecords{rec, rec2}, rs, risk.BacktestOptions{From: start, To: start.Add(time.Hour), Warmup: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var second *risk.RuleStats
+	for _, r := range rep.Rules {
+		if r.Rule == "second-attempt" {
+			second = r
+		}
+	}
+	if rep.Transactions != 1 || rep.DeclinesAfter != 1 || rep.Changed != 1 || len(rep.Changes) != 1 || rep.Changes[0].RRN != "000000000002" || second == nil || second.Hits != 1 {
+		t.Errorf("backtest: %d transaction(s), %d declines after, %d changed (%+v), second-attempt %+v; want the decided one alone reported, the probe counted", rep.Transactions, rep.DeclinesAfter, rep.Changed, rep.Changes, second)
+	}
+	_, err = risk.Explain(context.Background(), memRecords{rec, rec2}, rs, "000000000001", 0)
+	if !errors.Is(err, risk.ErrNotFound) || !strings.Contains(fmt.Sprint(err), "never reached the rules (answered 13)") {
+		t.Errorf("explain of a probe: %v", err)
+	}
+}
