@@ -160,3 +160,18 @@ func TestBacktestOfRulesInForceChangesNothing(t *testing.T) {
 			rep.Transactions, rep.DeclinesBefore, rep.DeclinesAfter, declined, rep.Changed, rep.Changes)
 	}
 }
+
+// TestExplainOfAProbe: a purchase of nothing, which the switch declines itself (13)
+// before the rules while journaling its facts for the counters, is not explained as
+// if the rules had decided it.
+func TestExplainOfAProbe(t *testing.T) {
+	f := startDemo(t, nil)
+	r := f.send(pos(0))
+	if r.RC != "13" {
+		t.Fatalf("a purchase of nothing: %+v", r)
+	}
+	out, code := f.cli(tokAnalyst, "rules", "explain", r.RRN)
+	if code != 1 || !strings.Contains(out, "RRN "+r.RRN+" is in the journal but never reached the rules (answered 13)") {
+		t.Errorf("explain of a probe: %d\n%s", code, out)
+	}
+}
