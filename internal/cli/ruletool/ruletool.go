@@ -153,6 +153,16 @@ func formatFlag(fs *flag.FlagSet, def, usage string) *string {
 	return format
 }
 
+// formatErr is the usage error of a --format that is none of choices, or ExitOK
+// with false when it is one: an unknown format printed text with exit 0, so that
+// `--format csv` gave a script a text report it took for CSV.
+func (t *tool) formatErr(format string, choices ...string) (int, bool) {
+	if slices.Contains(choices, format) {
+		return ExitOK, false
+	}
+	return t.usageErr("--format %q: want %s", format, strings.Join(choices, " or ")), true
+}
+
 // jsonFlag is --json, a boolean flag that sets the --format it belongs to to json.
 type jsonFlag struct{ format *string }
 
@@ -272,6 +282,9 @@ func (t *tool) check(args []string) int {
 	if len(pos) != 1 {
 		return t.usageErr("check wants one rules directory, like: switchyard rules check rules/")
 	}
+	if code, bad := t.formatErr(*format, "text", "json"); bad {
+		return code
+	}
 	rs, err := t.load(pos[0])
 	var problems, warnings []risk.Problem
 	var le *risk.LoadError
@@ -347,6 +360,9 @@ func (t *tool) test(args []string) int {
 	}
 	if len(pos) != 1 {
 		return t.usageErr("test wants one rules directory, like: switchyard rules test rules/")
+	}
+	if code, bad := t.formatErr(*format, "text", "json"); bad {
+		return code
 	}
 	var re *regexp.Regexp
 	if *run != "" {
@@ -758,6 +774,9 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 	if len(pos) != 1 {
 		return t.usageErr("explain wants one RRN, like: switchyard rules explain 000000123456")
 	}
+	if code, bad := t.formatErr(*format, "text", "json"); bad {
+		return code
+	}
 	if t.env.History == nil {
 		return t.fail(errors.New("explain: no journal to read (run it where the switch's data directory is, or with --data)"))
 	}
@@ -887,6 +906,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if _, err := parse(fs, args); err != nil {
 			return exitOnParse(err)
 		}
+		if code, bad := t.formatErr(*format, "table", "json"); bad {
+			return code
+		}
 		q := url.Values{}
 		if *list != "" {
 			q.Set("list", *list)
@@ -979,6 +1001,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		format := formatFlag(fs, "table", "table or json")
 		if _, err := parse(fs, args); err != nil {
 			return exitOnParse(err)
+		}
+		if code, bad := t.formatErr(*format, "table", "json"); bad {
+			return code
 		}
 		q := url.Values{}
 		if *since != "" {

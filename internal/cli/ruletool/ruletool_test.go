@@ -704,3 +704,26 @@ func TestAmountsByCurrency(t *testing.T) {
 		t.Errorf("CSV cell: %q", got)
 	}
 }
+
+// TestUnknownFormat: a --format a command does not write is a bad command line (exit
+// 2) naming the formats it does, not a text report with exit 0 that a script takes for
+// the CSV or JSON it asked for.
+func TestUnknownFormat(t *testing.T) {
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
+	env := ToolEnv{History: journal(t, start), Location: time.UTC, RulesDir: "../../../rules", Admin: &apiclient.Client{}}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", "../../../rules", "--format", "csv"}, `--format "csv": want text or json`},
+		{[]string{"test", "../../../rules", "--format", "xml"}, `--format "xml": want text or json`},
+		{[]string{"explain", "000000000101", "--format", "table"}, `--format "table": want text or json`},
+		{[]string{"lists", "--format", "csv"}, `--format "csv": want table or json`},
+		{[]string{"lists", "audit", "--format", "csv"}, `--format "csv": want table or json`},
+	} {
+		code, out, errs := run(t, env, c.args...)
+		if code != ExitUsage || out != "" || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: %d, want %d and %q\n%s%s", c.args, code, ExitUsage, c.want, out, errs)
+		}
+	}
+}
