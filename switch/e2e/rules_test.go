@@ -175,3 +175,42 @@ func TestExplainOfAProbe(t *testing.T) {
 		t.Errorf("explain of a probe: %d\n%s", code, out)
 	}
 }
+
+// TestBacktestAndExplainReadTheLists: the CLI's backtest and explain read the
+// switch's deny and allow lists, as the rules did live and as the console's backtest
+// does. Until the sixth release of 6 December 2026 they ran on empty lists: every
+// decline of a deny-listed card, BIN, terminal or merchant showed as a changed
+// decision ("decline 05 deny-bin" to "allow"), allow-listed cards lost their
+// exemptions, and explain showed deny-bin not hit on a transaction it declined.
+func TestBacktestAndExplainReadTheLists(t *testing.T) {
+	rules := copyRules(t)
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = rules })
+	pan := testPAN(7101)
+	if out, code := f.cli(tokAnalyst, "rules", "lists", "add", "deny", "bin", pan[:6], "--note", "e2e"); code != 0 {
+		t.Fatalf("lists add: %d %s", code, out)
+	}
+	tx := pos(1000)
+	tx.PAN = pan
+	r := f.send(tx)
+	if r.RC != "05" || r.Reason != "deny-bin" {
+		t.Fatalf("a purchase of a deny-listed BIN: %+v", r)
+	}
+	out, code := f.cli(tokAnalyst, "rules", "backtest", "--rules", rules, "--from", time.Now().Add(-time.Hour).Format(time.RFC3339),
+		"--to", time.Now().Add(time.Minute).Format(time.RFC3339), "--format", "json", "--no-progress")
+	var rep struct {
+		Transactions   int `json:"transactions"`
+		DeclinesBefore int `json:"declines_before"`
+		DeclinesAfter  int `json:"declines_after"`
+		Changed        int `json:"changed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("backtest: %d %v\n%s", code, err, out)
+	}
+	if rep.Transactions != 1 || rep.DeclinesBefore != 1 || rep.DeclinesAfter != 1 || rep.Changed != 0 {
+		t.Errorf("backtest of the rules in force over a deny-listed BIN's decline: %+v, want 1 transaction declined before and after, none changed", rep)
+	}
+	out, code = f.cli(tokAnalyst, "rules", "explain", r.RRN, "--rules", rules)
+	if code != 0 || !strings.Contains(out, "HIT  deny-bin") {
+		t.Errorf("explain of a deny-listed BIN's decline: %d\n%s", code, out)
+	}
+}

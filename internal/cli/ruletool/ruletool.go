@@ -38,7 +38,11 @@ type ToolEnv struct {
 	// commands: over HTTP to a running switch or in-process on a data directory.
 	Admin *apiclient.Client
 	// Lists, when set, are the deny and allow lists backtest and explain
-	// read (the lists as they are now); nil means empty lists.
+	// read (the lists as they are now); nil reads them from Admin (GET
+	// /api/v1/risk/lists), and means empty lists only without Admin. Until the
+	// sixth release of 6 December 2026 the switchyard command never set them
+	// and backtest and explain ran on empty lists: every deny-list decline
+	// showed as a changed decision, and allow-listed cards lost their exemptions.
 	Lists *risk.Lists
 	// Location is the acquirer's time zone: that of dates given without one, the
 	// default time zone of rule sets that declare none, and that of the times
@@ -263,6 +267,21 @@ func (t *tool) usageErr(format string, a ...any) int {
 func (t *tool) fail(err error) int {
 	fmt.Fprintf(t.errw, "switchyard rules: %s\n", kit.ForTerminalLines(err.Error())) // it can quote the API's answer or a file
 	return ExitProblems
+}
+
+// readLists fills env.Lists, when unset, with the lists of the switch Admin talks
+// to (the lists as they are now): backtest and explain evaluate the rules with the
+// deny and allow lists the switch's rules read.
+func (t *tool) readLists(ctx context.Context) error {
+	if t.env.Lists != nil || t.env.Admin == nil {
+		return nil
+	}
+	var entries []risk.ListEntry
+	if err := t.env.Admin.Do(ctx, http.MethodGet, "/api/v1/risk/lists", nil, &entries); err != nil {
+		return fmt.Errorf("read the deny and allow lists the rules read: %w", err)
+	}
+	t.env.Lists = risk.ListsOf(entries)
+	return nil
 }
 
 func (t *tool) load(dir string) (*risk.RuleSet, error) {
@@ -566,6 +585,9 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	if t.env.History == nil {
 		return t.fail(errors.New("backtest: no journal to read (run it where the switch's data directory is, or with --data)"))
 	}
+	if err := t.readLists(ctx); err != nil {
+		return t.fail(fmt.Errorf("backtest: %w", err))
+	}
 	rs, err := t.load(*dir)
 	if err != nil {
 		return t.fail(err)
@@ -785,6 +807,9 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 		if w, err = parseDuration(*warmup); err != nil {
 			return t.usageErr("--warmup: %v", err)
 		}
+	}
+	if err := t.readLists(ctx); err != nil {
+		return t.fail(fmt.Errorf("explain: %w", err))
 	}
 	var rs *risk.RuleSet
 	if _, serr := os.Stat(*dir); t.env.Fallback != nil && *dir == t.env.RulesDir && errors.Is(serr, os.ErrNotExist) {
