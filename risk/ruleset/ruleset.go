@@ -317,8 +317,17 @@ func ReadDir(dir string) ([]SourceFile, error) {
 // directory would otherwise be read whole into the switch's memory at reload.
 const MaxFileSize = 1 << 20
 
-// readRuleFile reads a rule file of at most MaxFileSize bytes.
+// readRuleFile reads a rule file of at most MaxFileSize bytes. It must be a regular
+// file (a symlink to one is): opening a named pipe called *.yaml would block until
+// something wrote to it, hanging rules check and the switch's reload.
 func readRuleFile(p string) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("read rule file %s: %w", p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("rule file %s: not a regular file (%s): not a rule file?", p, fi.Mode().Type())
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("read rule file %s: %w", p, err)
