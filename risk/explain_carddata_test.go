@@ -9,7 +9,7 @@ import (
 )
 
 // TestExplainAndBacktestMaskCardData: a card number (here track 2 data) a terminal
-// sent in DE 48 DI reaches neither explain's record nor a run-time error that quotes
+// sent in DE 48 DI, IF or AV reaches neither explain's record nor a run-time error that quotes
 // it (int(device.id)), in explain or in a backtest's first error: masked first 6 /
 // last 4, as the values the rules saw already were.
 func TestExplainAndBacktestMaskCardData(t *testing.T) {
@@ -22,6 +22,7 @@ func TestExplainAndBacktestMaskCardData(t *testing.T) {
 	in.Txn.RRN = "000000000001"
 	in.Device.ID = track
 	in.Device.Findings = []string{"root", "%B" + pan + "^DOE/JOHN^2512101"}
+	in.Terminal.AppVersion = "v1 " + pan
 	h := &memHistory{recs: []Record{{Time: in.Txn.Time, RRN: in.Txn.RRN, Input: *in}}}
 	ex, err := Explain(context.Background(), h, rs, in.Txn.RRN, 0)
 	if err != nil {

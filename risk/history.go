@@ -202,6 +202,7 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	// a terminal sent and the run-time errors, which can quote it
 	// (int(device.id) on track data): explain's text and JSON carry no card number.
 	maskDevice(&rec.Input.Device)
+	rec.Input.Terminal.AppVersion, _ = carddata.MaskText(rec.Input.Terminal.AppVersion) // DE 48 AV, free text too
 	for i := range d.Errors {
 		d.Errors[i].Error, _ = carddata.MaskText(d.Errors[i].Error)
 	}
