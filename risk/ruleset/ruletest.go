@@ -85,6 +85,10 @@ func (c *compiler) compileTests(rs *RuleSet, pf *parsedFile) {
 			if d := tc.Decision; d != nil && d.Action != "" && Action(d.Action).Rank() == 0 {
 				c.errorf(pf.name, keyLine(node, "decision"), "%s: decision action %q: want decline, review, alert or allow", what, d.Action)
 			}
+			if d := tc.Decision; d != nil && d.Rule != "" && !rs.decides(d.Rule) {
+				// A typo would only fail at run time, as if the set decided otherwise.
+				c.errorf(pf.name, keyLine(node, "decision"), "%s: decision rule %q: no rule or thresholds of the set has that id", what, d.Rule)
+			}
 			caseInput := mergeNodes(base, deref(&td.Input))
 			in, err := decodeInput(caseInput)
 			if err != nil {
@@ -144,6 +148,20 @@ func (c *compiler) compileTests(rs *RuleSet, pf *parsedFile) {
 			r.Tests = append(r.Tests, tc)
 		}
 	}
+}
+
+// decides reports whether id is that of a rule or thresholds of rs: what can be a
+// decision's deciding rule.
+func (rs *RuleSet) decides(id string) bool {
+	if rs.Rule(id) != nil {
+		return true
+	}
+	for _, t := range rs.Thresholds {
+		if t != nil && t.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func deref(n *yaml.Node) *yaml.Node {

@@ -48,3 +48,31 @@ rules:
 		}
 	}
 }
+
+// TestRuleTestDecisionRuleUnknown: a case whose decision names a rule the set does not
+// have (a typo) is a load problem with file:line, not a run-time failure that reads as
+// if the set decided otherwise; a thresholds id is a rule a decision can name.
+func TestRuleTestDecisionRuleUnknown(t *testing.T) {
+	files := map[string]string{"a.yaml": `
+thresholds: {id: a-score, review: 10}
+rules:
+  - id: big
+    condition: txn.amount > 100
+    action: review
+    score: 10
+    tests:
+      - {name: typo, input: {txn: {amount: 500}}, expect: hit, decision: {rule: bgi}}
+`}
+	_, err := Load(writeRules(t, files), LoadOptions{})
+	if err == nil || !strings.Contains(err.Error(), `a.yaml:9: rule big: test "typo": decision rule "bgi": no rule or thresholds of the set has that id`) {
+		t.Errorf("a decision naming no rule: %v", err)
+	}
+	files["a.yaml"] = strings.Replace(files["a.yaml"], "rule: bgi", "rule: big", 1)
+	if _, err := Load(writeRules(t, files), LoadOptions{}); err != nil {
+		t.Errorf("a decision naming the rule: %v", err)
+	}
+	files["a.yaml"] = strings.Replace(files["a.yaml"], "rule: big", "rule: a-score", 1)
+	if _, err := Load(writeRules(t, files), LoadOptions{}); err != nil {
+		t.Errorf("a decision naming the thresholds: %v", err)
+	}
+}
