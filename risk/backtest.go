@@ -3,6 +3,7 @@ package risk
 import (
 	"context"
 	"fmt"
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 	"sort"
 	"time"
@@ -18,12 +19,23 @@ type BacktestOptions struct {
 	// Progress, when set, is called now and then with the share done (0 to 1)
 	// and the transactions read so far.
 	Progress func(done float64, read int)
-	// MaxChanges bounds the changed decisions listed (0 = all).
+	// MaxChanges bounds the changed decisions listed (0 = MaxListedChanges, which
+	// also bounds any larger value); BacktestReport.Changed counts them all.
 	MaxChanges int
 	// Profiles recompute merchant.profile as it was (nil: DefaultProfileReplay
 	// in the rule set's zone; Off: the tiers' defaults).
 	Profiles *ProfileReplay
 }
+
+// MaxListedChanges is the most changed decisions a backtest lists, whatever
+// MaxChanges asks: each takes about 300 bytes, and a candidate that changes a share
+// of a long range's decisions would otherwise hold them all in memory (a month at
+// 3,000 transactions/s changing 1% of them is 78 million). The count
+// (BacktestReport.Changed) and the per-rule figures cover every transaction.
+const MaxListedChanges = 100_000
+
+// maxListedChanges is MaxListedChanges, lowered by tests.
+var maxListedChanges = MaxListedChanges
 
 // RuleStats is one rule's (or score threshold's) results in a backtest.
 type RuleStats struct {
@@ -107,7 +119,7 @@ type BacktestReport struct {
 	RunErrors     int            `json:"run_errors"`
 	CounterErrors map[string]int `json:"counter_errors,omitempty"`
 	Rules         []*RuleStats   `json:"rules"`      // per rule and score threshold
-	Changes       []Change       `json:"changes"`    // the changed decisions (up to MaxChanges)
+	Changes       []Change       `json:"changes"`    // the first changed decisions (MaxChanges)
 	Elapsed       time.Duration  `json:"elapsed_ns"` // how long the replay took
 	// Labels are the outcomes by the ground-truth label the requests carried (the
 	// bench's DE 48 LB), in label order; empty when no reported record has a label.
@@ -195,6 +207,10 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		}
 	}
 	labels := map[string]*LabelStats{}
+	listed := opts.MaxChanges
+	if listed <= 0 || listed > maxListedChanges {
+		listed = maxListedChanges
+	}
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
 	read := 0
@@ -231,7 +247,10 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			rep.RunErrors++
 			if st := stats[e.Rule]; st != nil {
 				if st.Errors++; st.FirstError == "" {
-					st.FirstError = "RRN " + rec.RRN + ": " + e.Error
+					// The error can quote what a terminal sent (int(device.id)
+					// on track data): masked, as the engine logs it.
+					msg, _ := carddata.MaskText(e.Error)
+					st.FirstError = "RRN " + rec.RRN + ": " + msg
 				}
 			}
 		}
@@ -282,7 +301,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		before, after := summarize(&rec.Decision), summarize(&d)
 		if before != after {
 			rep.Changed++
-			if opts.MaxChanges <= 0 || len(rep.Changes) < opts.MaxChanges {
+			if len(rep.Changes) < listed {
 				rep.Changes = append(rep.Changes, Change{Time: rec.Time, RRN: rec.RRN, Terminal: in.Terminal.ID,
 					Merchant: in.Merchant.ID, TxnType: in.Txn.Type, Amount: in.Txn.Amount, Currency: in.Txn.Currency,
 					Outcome: rec.Outcome.ResponseCode, Before: before, After: after})

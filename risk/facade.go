@@ -190,6 +190,9 @@ func RoundAmount(amount, unit int) bool { return ruleset.RoundAmount(amount, uni
 // NewLists loads the lists from db; a nil db gives in-memory lists (see state.NewLists).
 func NewLists(db *badger.DB) (*Lists, error) { return state.NewLists(db) }
 
+// ListsOf returns read-only in-memory lists holding entries (see state.ListsOf).
+func ListsOf(entries []ListEntry) *Lists { return state.ListsOf(entries) }
+
 // OpenLists loads the lists from db with options: a cluster's Log shares them with
 // the other nodes (see state.OpenLists).
 func OpenLists(db *badger.DB, opts ListsOptions) (*Lists, error) { return state.OpenLists(db, opts) }

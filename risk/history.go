@@ -4,15 +4,53 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 )
 
 // ErrNotFound is returned (wrapped) by History.ByRRN for an unknown RRN.
 var ErrNotFound = errors.New("no such transaction in the journal")
+
+// NotEvaluatedError is History.ByRRN's error for a transaction the journal holds
+// but the rules never saw: declined before them (binding, MAC, a blocked card) or a
+// network message. It is ErrNotFound to errors.Is (there is nothing to explain) but
+// says that the transaction exists and who answered it, where "no such transaction
+// in the journal" sent an analyst looking for a mistyped RRN.
+type NotEvaluatedError struct {
+	RRN          string // DE 37
+	ResponseCode string // DE 39 the terminal got ("" none)
+	DecidedBy    string // who set it: binding, switch, issuer...
+	Reason       string // why
+}
+
+// Error implements error.
+func (e *NotEvaluatedError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "RRN %s is in the journal but never reached the rules", e.RRN)
+	if e.ResponseCode != "" || e.DecidedBy != "" {
+		b.WriteString(" (answered")
+		if e.ResponseCode != "" {
+			b.WriteString(" " + e.ResponseCode)
+		}
+		if e.DecidedBy != "" {
+			b.WriteString(" by " + e.DecidedBy)
+		}
+		if e.Reason != "" {
+			b.WriteString(": " + e.Reason)
+		}
+		b.WriteString(")")
+	}
+	b.WriteString(": there is nothing to explain")
+	return b.String()
+}
+
+// Is makes a NotEvaluatedError ErrNotFound.
+func (e *NotEvaluatedError) Is(target error) bool { return target == ErrNotFound }
 
 // Record is one journaled transaction as the risk tools need it.
 type Record struct {
@@ -38,8 +76,9 @@ type Record struct {
 	// generated traffic), "" for real traffic: backtest reports rates by label.
 	Label string `json:"label,omitempty"`
 	// Undecided marks a transaction the rules did not decide (a merchant-presented QR
-	// payment, docs/qr.md) but the velocity counters count: a replay observes it, a
-	// backtest does not evaluate the rules on it.
+	// payment, docs/qr.md; a purchase of nothing the switch declined itself; an
+	// offline advice the card approved) but the velocity counters count: a replay
+	// observes it, a backtest does not evaluate the rules on it, explain refuses it.
 	Undecided bool `json:"undecided,omitempty"`
 }
 
@@ -117,6 +156,11 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	if err != nil {
 		return nil, fmt.Errorf("explain RRN %s: %w", rrn, err)
 	}
+	if rec.Undecided {
+		// Counted, but not decided by the rules (Record.Undecided): nothing to
+		// explain, and re-evaluating it would show a decision never made.
+		return nil, fmt.Errorf("explain RRN %s: %w", rrn, &NotEvaluatedError{RRN: rrn, ResponseCode: rec.Outcome.ResponseCode})
+	}
 	if warmup < 0 {
 		warmup = rs.MaxWindow()
 	}
@@ -154,6 +198,36 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	}
 	d, traces := rs.Trace(&rec.Input, store, rs.Lists())
 	sort.SliceStable(traces, func(i, j int) bool { return traces[i].Hit && !traces[j].Hit })
+	// The values the traces show are masked (RefValues); so are the free text
+	// a terminal sent and the run-time errors, which can quote it
+	// (int(device.id) on track data): explain's text and JSON carry no card number.
+	maskDevice(&rec.Input.Device)
+	rec.Input.Terminal.AppVersion, _ = carddata.MaskText(rec.Input.Terminal.AppVersion) // DE 48 AV, free text too
+	for i := range d.Errors {
+		d.Errors[i].Error, _ = carddata.MaskText(d.Errors[i].Error)
+	}
+	for i := range traces {
+		traces[i].Error, _ = carddata.MaskText(traces[i].Error)
+	}
 	return &Explanation{Record: rec, Version: rs.Version, SameVersion: rs.Version == rec.Decision.Version,
 		Replayed: n, Decision: d, Rules: traces}, nil
+}
+
+// maskDevice masks the card numbers in the free text of d a terminal sent (DE 48
+// DI, the findings), in place: a copy of the journal's for output. The findings
+// slice is replaced, not written through.
+func maskDevice(d *Device) {
+	d.ID, _ = carddata.MaskText(d.ID)
+	var out []string
+	for i, f := range d.Findings {
+		if m, n := carddata.MaskText(f); n > 0 {
+			if out == nil {
+				out = slices.Clone(d.Findings)
+			}
+			out[i] = m
+		}
+	}
+	if out != nil {
+		d.Findings = out
+	}
 }

@@ -51,7 +51,7 @@ func (h apiHistory) ByRRN(ctx context.Context, rrn string) (risk.Record, error) 
 	}
 	rec, ok := server.RiskRecord(&r)
 	if !ok {
-		return risk.Record{}, fmt.Errorf("%w: RRN %s never reached the rules (%s by %s, %s)", risk.ErrNotFound, rrn, r.RC, r.DecidedBy, r.Reason)
+		return risk.Record{}, &risk.NotEvaluatedError{RRN: rrn, ResponseCode: r.RC, DecidedBy: r.DecidedBy, Reason: r.Reason}
 	}
 	return rec, nil
 }

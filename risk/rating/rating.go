@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -204,11 +205,32 @@ func lineTests(root *yaml.Node, tests []PolicyTest) {
 // PolicyFile is where a rules directory keeps the rating policy.
 func PolicyFile(rulesDir string) string { return filepath.Join(rulesDir, "rating", "policy.yaml") }
 
-// LoadPolicy reads a policy file.
+// MaxPolicySize is the largest policy file LoadPolicy reads (the default is about
+// 10 KB), as for the rule files beside it.
+const MaxPolicySize = 1 << 20
+
+// LoadPolicy reads a policy file: a regular file (or a symlink to one) of at most
+// MaxPolicySize bytes. A named pipe in its place would block the open until
+// something wrote to it (rules check and test hung), a device would be read whole.
 func LoadPolicy(path string) (*Policy, error) {
-	b, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("rating policy: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("rating policy %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("rating policy: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxPolicySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("rating policy: %w", err)
+	}
+	if len(b) > MaxPolicySize {
+		return nil, fmt.Errorf("rating policy %s: larger than %d bytes (1 MiB): not a policy file?", path, MaxPolicySize)
 	}
 	return ParsePolicy(b, path)
 }

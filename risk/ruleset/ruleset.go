@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -317,8 +318,17 @@ func ReadDir(dir string) ([]SourceFile, error) {
 // directory would otherwise be read whole into the switch's memory at reload.
 const MaxFileSize = 1 << 20
 
-// readRuleFile reads a rule file of at most MaxFileSize bytes.
+// readRuleFile reads a rule file of at most MaxFileSize bytes. It must be a regular
+// file (a symlink to one is): opening a named pipe called *.yaml would block until
+// something wrote to it, hanging rules check and the switch's reload.
 func readRuleFile(p string) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("read rule file %s: %w", p, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("rule file %s: not a regular file (%s): not a rule file?", p, fi.Mode().Type())
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("read rule file %s: %w", p, err)
@@ -373,7 +383,48 @@ func Load(dir string, opts LoadOptions) (*RuleSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return compileFrom(dir, files, opts)
+	rs, err := compileFrom(dir, files, opts)
+	var le *LoadError
+	switch {
+	case rs != nil:
+		rs.Warnings = append(rs.Warnings, lookAlikes(dir)...)
+	case errors.As(err, &le):
+		le.Warnings = append(le.Warnings, lookAlikes(dir)...)
+	}
+	return rs, err
+}
+
+// lookAlikes warns of what in dir looks meant as rules but is not read: a file
+// whose extension is .yaml or .yml in another case (X.YAML), and a subdirectory
+// (other than rating/, the merchant rating policy's) holding such files. The
+// loader reads neither, so `rules check` said OK without them and the rule an
+// analyst added there never ran.
+func lookAlikes(dir string) []Problem {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []Problem
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if e.IsDir() {
+			if name == "rating" {
+				continue
+			}
+			if sub, err := os.ReadDir(p); err == nil && slices.ContainsFunc(sub, func(s os.DirEntry) bool { return IsRuleFile(strings.ToLower(s.Name())) }) {
+				out = append(out, Problem{File: p, Message: "a directory of *.yaml files, not read: rule files are read only directly in the rules directory"})
+			}
+			continue
+		}
+		if !IsRuleFile(name) && IsRuleFile(strings.ToLower(name)) {
+			out = append(out, Problem{File: p, Message: "not read: rule files end in .yaml or .yml, in lower case"})
+		}
+	}
+	return out
 }
 
 // LoadFS is Load over the rule files at the root of fsys; label stands for the

@@ -85,6 +85,10 @@ func (c *compiler) compileTests(rs *RuleSet, pf *parsedFile) {
 			if d := tc.Decision; d != nil && d.Action != "" && Action(d.Action).Rank() == 0 {
 				c.errorf(pf.name, keyLine(node, "decision"), "%s: decision action %q: want decline, review, alert or allow", what, d.Action)
 			}
+			if d := tc.Decision; d != nil && d.Rule != "" && !rs.decides(d.Rule) {
+				// A typo would only fail at run time, as if the set decided otherwise.
+				c.errorf(pf.name, keyLine(node, "decision"), "%s: decision rule %q: no rule or thresholds of the set has that id", what, d.Rule)
+			}
 			caseInput := mergeNodes(base, deref(&td.Input))
 			in, err := decodeInput(caseInput)
 			if err != nil {
@@ -144,6 +148,20 @@ func (c *compiler) compileTests(rs *RuleSet, pf *parsedFile) {
 			r.Tests = append(r.Tests, tc)
 		}
 	}
+}
+
+// decides reports whether id is that of a rule or thresholds of rs: what can be a
+// decision's deciding rule.
+func (rs *RuleSet) decides(id string) bool {
+	if rs.Rule(id) != nil {
+		return true
+	}
+	for _, t := range rs.Thresholds {
+		if t != nil && t.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func deref(n *yaml.Node) *yaml.Node {
@@ -238,6 +256,20 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 		out Outcome
 	}
 	var done []observed // transactions observed and not taken back, for retracts
+	// A where filter of a counter the rule reads that fails at run time on the
+	// history leaves the transaction out of the count (as live, on_error: miss):
+	// a test would pass "expect: miss" on a count its history never made.
+	reads := r.velMask | r.scoreMask
+	whereErrs, firstWhereErr := 0, ""
+	noteWhere := func(errs []RuleError) {
+		for _, e := range errs {
+			if c := rs.counterByName[strings.TrimPrefix(e.Rule, "counter ")]; c != nil && reads&(1<<c.Index) != 0 {
+				if whereErrs++; firstWhereErr == "" {
+					firstWhereErr = e.Rule + ": " + e.Error
+				}
+			}
+		}
+	}
 	for _, step := range tc.History {
 		for i := 0; i < step.Repeat; i++ {
 			in := step.Input
@@ -254,13 +286,13 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 			} else if d := rs.evaluate(&in, store, nil, &overrides{lists: true}); d.Declined() {
 				out = Outcome{ResponseCode: d.ResponseCode, RiskDeclined: true}
 			}
-			rs.Observe(&in, out, store)
+			noteWhere(rs.Observe(&in, out, store))
 			if step.Retracts == "" {
 				done = append(done, observed{in, out})
 			} else if len(done) > 0 {
 				o := done[len(done)-1]
 				done = done[:len(done)-1]
-				rs.Retract(&o.in, o.out, Retraction{Kind: step.Retracts}, store)
+				noteWhere(rs.Retract(&o.in, o.out, Retraction{Kind: step.Retracts}, store))
 			}
 		}
 	}
@@ -280,6 +312,9 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 		if e.Rule == r.ID {
 			problems = append(problems, "run-time error: "+e.Error)
 		}
+	}
+	if whereErrs > 0 {
+		problems = append(problems, fmt.Sprintf("history: the where filter failed at run time on %d transaction(s), left out of the count; first: %s", whereErrs, firstWhereErr))
 	}
 	if x := tc.Decision; x != nil {
 		if x.Action != "" && string(d.Action) != x.Action {

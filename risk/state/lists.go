@@ -251,6 +251,19 @@ func OpenLists(db *badger.DB, opts ListsOptions) (*Lists, error) {
 	return l, nil
 }
 
+// ListsOf returns read-only in-memory lists that hold entries as given (a running
+// switch's, read through its API): what the risk tools (backtest, explain) evaluate
+// rules with. Nothing is audited or stored.
+func ListsOf(entries []ListEntry) *Lists {
+	m := make(map[listKey]ListEntry, len(entries))
+	for _, e := range entries {
+		m[listKey{e.List, e.Kind, e.Value}] = e
+	}
+	l := &Lists{now: time.Now}
+	l.snap.Store(buildSnapshot(m))
+	return l
+}
+
 // Contains reports whether value is on list with the given kind and not
 // expired at t. A nil Lists contains nothing.
 func (l *Lists) Contains(list, kind, value string, t time.Time) bool {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,4 +116,101 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// TestBacktestOfRulesInForceChangesNothing: a backtest of the very rules that
+// decided the journal's transactions lists no changed decision. A card used again
+// and again at the grocery is declined by rules that share their reason with a later
+// rule (card-velocity-10m with card-velocity-24h; cashout-repeat-card with the alert
+// cashout-repeat-card-score); until the sixth release of 6 December 2026 the decision read
+// back from the journal named the later rule, and each such decline was listed as changed.
+// The grocery's 22 purchases with one card: from the 6th declined by card-velocity-10m,
+// from the 21st card-velocity-24h hits too.
+func TestBacktestOfRulesInForceChangesNothing(t *testing.T) {
+	rules := copyRules(t)
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = rules })
+	declined := 0
+	for i := 0; i < 22; i++ {
+		tx := pos(int64(2000 + i*100))
+		tx.PAN = testPAN(7001)
+		if r := f.send(tx); r.RC != "00" {
+			declined++
+		}
+	}
+	if declined == 0 {
+		t.Fatal("no purchase of the repeated card was declined: the test shows nothing")
+	}
+	out, code := f.cli(tokAnalyst, "rules", "backtest", "--rules", rules, "--from", time.Now().Add(-time.Hour).Format(time.RFC3339),
+		"--to", time.Now().Add(time.Minute).Format(time.RFC3339), "--format", "json", "--no-progress")
+	var rep struct {
+		Transactions   int `json:"transactions"`
+		DeclinesBefore int `json:"declines_before"`
+		DeclinesAfter  int `json:"declines_after"`
+		Changed        int `json:"changed"`
+		Changes        []struct {
+			RRN           string
+			Before, After struct{ Rule, Reason string }
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("backtest: %d %v\n%s", code, err, out)
+	}
+	if rep.Transactions < 22 || rep.DeclinesBefore != declined || rep.DeclinesAfter != declined || rep.Changed != 0 {
+		t.Errorf("backtest of the rules in force: %d transaction(s), declines %d before and %d after (%d declined), %d changed, want none: %+v",
+			rep.Transactions, rep.DeclinesBefore, rep.DeclinesAfter, declined, rep.Changed, rep.Changes)
+	}
+}
+
+// TestExplainOfAProbe: a purchase of nothing, which the switch declines itself (13)
+// before the rules while journaling its facts for the counters, is not explained as
+// if the rules had decided it.
+func TestExplainOfAProbe(t *testing.T) {
+	f := startDemo(t, nil)
+	r := f.send(pos(0))
+	if r.RC != "13" {
+		t.Fatalf("a purchase of nothing: %+v", r)
+	}
+	out, code := f.cli(tokAnalyst, "rules", "explain", r.RRN)
+	if code != 1 || !strings.Contains(out, "RRN "+r.RRN+" is in the journal but never reached the rules (answered 13)") {
+		t.Errorf("explain of a probe: %d\n%s", code, out)
+	}
+}
+
+// TestBacktestAndExplainReadTheLists: the CLI's backtest and explain read the
+// switch's deny and allow lists, as the rules did live and as the console's backtest
+// does. Until the sixth release of 6 December 2026 they ran on empty lists: every
+// decline of a deny-listed card, BIN, terminal or merchant showed as a changed
+// decision ("decline 05 deny-bin" to "allow"), allow-listed cards lost their
+// exemptions, and explain showed deny-bin not hit on a transaction it declined.
+func TestBacktestAndExplainReadTheLists(t *testing.T) {
+	rules := copyRules(t)
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = rules })
+	pan := testPAN(7101)
+	if out, code := f.cli(tokAnalyst, "rules", "lists", "add", "deny", "bin", pan[:6], "--note", "e2e"); code != 0 {
+		t.Fatalf("lists add: %d %s", code, out)
+	}
+	tx := pos(1000)
+	tx.PAN = pan
+	r := f.send(tx)
+	if r.RC != "05" || r.Reason != "deny-bin" {
+		t.Fatalf("a purchase of a deny-listed BIN: %+v", r)
+	}
+	out, code := f.cli(tokAnalyst, "rules", "backtest", "--rules", rules, "--from", time.Now().Add(-time.Hour).Format(time.RFC3339),
+		"--to", time.Now().Add(time.Minute).Format(time.RFC3339), "--format", "json", "--no-progress")
+	var rep struct {
+		Transactions   int `json:"transactions"`
+		DeclinesBefore int `json:"declines_before"`
+		DeclinesAfter  int `json:"declines_after"`
+		Changed        int `json:"changed"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("backtest: %d %v\n%s", code, err, out)
+	}
+	if rep.Transactions != 1 || rep.DeclinesBefore != 1 || rep.DeclinesAfter != 1 || rep.Changed != 0 {
+		t.Errorf("backtest of the rules in force over a deny-listed BIN's decline: %+v, want 1 transaction declined before and after, none changed", rep)
+	}
+	out, code = f.cli(tokAnalyst, "rules", "explain", r.RRN, "--rules", rules)
+	if code != 0 || !strings.Contains(out, "HIT  deny-bin") {
+		t.Errorf("explain of a deny-listed BIN's decline: %d\n%s", code, out)
+	}
 }

@@ -16,14 +16,20 @@ type History struct{ J *journal.Store }
 
 // RiskRecord turns a journal record into what the risk tools replay. It reports false
 // for records the rules never saw (declined before the rules, network messages). A
-// merchant-presented QR payment's record, whose facts the counters saw but the rules
-// never decided on, is Undecided.
+// record whose facts the counters saw but the rules never decided on is Undecided: a
+// merchant-presented QR payment, and the probes (pipeline's probe: a purchase of
+// nothing the switch declined itself, an offline advice the card approved), which
+// run no rules and so journal no rule-set version. Until the sixth release of 6
+// December 2026 the probes were not Undecided: a backtest evaluated candidate rules
+// on them and counted their "declines" (of transactions the switch had declined
+// already, or the card approved offline) as changed decisions, and explain explained
+// them as if the rules had decided.
 func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	if len(r.Facts) == 0 {
 		return risk.Record{}, false
 	}
 	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded), Label: r.Label,
-		Undecided: r.Listener == pipeline.OrderListener}
+		Undecided: r.Listener == pipeline.OrderListener || r.RuleSet == ""}
 	var ok bool
 	if out.Outcome, ok = pipeline.RecordInput(r, &out.Input); !ok {
 		return out, false
@@ -32,22 +38,34 @@ func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	for _, h := range r.RuleHits {
 		out.Decision.Hits = append(out.Decision.Hits, risk.Hit{Rule: h.ID, Action: risk.Action(h.Action), Mode: risk.Mode(h.Mode), Reason: h.Reason, Score: h.Score})
 	}
+	// The deciding hit is chosen as the engine chose it (journaled in the order
+	// the engine made them): the first enforced hit of the strongest action. A
+	// decline hit decided only if the switch declined for the rules (DecidedBy
+	// risk): otherwise the request went on. Until the sixth release of 6
+	// December 2026 a decline named the last enforced hit with the decline's
+	// reason (an alert or review sharing it, cashout-repeat-card-score for
+	// cashout-repeat-card) and a review or alert had no reason and the last
+	// review: a backtest of the very rules in force listed those transactions as
+	// changed decisions, and explain named the wrong rule.
+	best := -1
+	for i, h := range out.Decision.Hits {
+		if h.Mode == risk.ModeShadow || (h.Action == risk.ActionDecline && r.DecidedBy != "risk") {
+			continue
+		}
+		if best < 0 || h.Action.Rank() > out.Decision.Hits[best].Action.Rank() {
+			best = i
+		}
+	}
+	if best >= 0 {
+		h := out.Decision.Hits[best]
+		out.Decision.Action, out.Decision.Rule, out.Decision.Reason = h.Action, h.Rule, h.Reason
+	}
 	if r.DecidedBy == "risk" {
+		// The answer as sent: its code and reason (the rule's, else its id).
+		if best < 0 || out.Decision.Hits[best].Action != risk.ActionDecline {
+			out.Decision.Rule = ""
+		}
 		out.Decision.Action, out.Decision.ResponseCode, out.Decision.Reason = risk.ActionDecline, r.RC, r.Reason
-		for _, h := range r.RuleHits {
-			if h.Mode != "shadow" && h.Reason == r.Reason {
-				out.Decision.Rule = h.ID
-			}
-		}
-	} else {
-		for _, h := range r.RuleHits {
-			if h.Mode == "shadow" {
-				continue
-			}
-			if a := risk.Action(h.Action); a == risk.ActionReview || (a == risk.ActionAlert && out.Decision.Action == risk.ActionAllow) {
-				out.Decision.Action, out.Decision.Rule = a, h.ID
-			}
-		}
 	}
 	return out, true
 }
@@ -80,7 +98,7 @@ func (h History) ByRRN(_ context.Context, rrn string) (risk.Record, error) {
 	}
 	rec, ok := RiskRecord(r)
 	if !ok {
-		return risk.Record{}, fmt.Errorf("%w: RRN %s never reached the rules (%s by %s, %s)", risk.ErrNotFound, rrn, r.RC, r.DecidedBy, r.Reason)
+		return risk.Record{}, &risk.NotEvaluatedError{RRN: rrn, ResponseCode: r.RC, DecidedBy: r.DecidedBy, Reason: r.Reason}
 	}
 	return rec, nil
 }

@@ -38,7 +38,11 @@ type ToolEnv struct {
 	// commands: over HTTP to a running switch or in-process on a data directory.
 	Admin *apiclient.Client
 	// Lists, when set, are the deny and allow lists backtest and explain
-	// read (the lists as they are now); nil means empty lists.
+	// read (the lists as they are now); nil reads them from Admin (GET
+	// /api/v1/risk/lists), and means empty lists only without Admin. Until the
+	// sixth release of 6 December 2026 the switchyard command never set them
+	// and backtest and explain ran on empty lists: every deny-list decline
+	// showed as a changed decision, and allow-listed cards lost their exemptions.
 	Lists *risk.Lists
 	// Location is the acquirer's time zone: that of dates given without one, the
 	// default time zone of rule sets that declare none, and that of the times
@@ -153,6 +157,16 @@ func formatFlag(fs *flag.FlagSet, def, usage string) *string {
 	return format
 }
 
+// formatErr is the usage error of a --format that is none of choices, or ExitOK
+// with false when it is one: an unknown format printed text with exit 0, so that
+// `--format csv` gave a script a text report it took for CSV.
+func (t *tool) formatErr(format string, choices ...string) (int, bool) {
+	if slices.Contains(choices, format) {
+		return ExitOK, false
+	}
+	return t.usageErr("--format %q: want %s", format, strings.Join(choices, " or ")), true
+}
+
 // jsonFlag is --json, a boolean flag that sets the --format it belongs to to json.
 type jsonFlag struct{ format *string }
 
@@ -255,6 +269,21 @@ func (t *tool) fail(err error) int {
 	return ExitProblems
 }
 
+// readLists fills env.Lists, when unset, with the lists of the switch Admin talks
+// to (the lists as they are now): backtest and explain evaluate the rules with the
+// deny and allow lists the switch's rules read.
+func (t *tool) readLists(ctx context.Context) error {
+	if t.env.Lists != nil || t.env.Admin == nil {
+		return nil
+	}
+	var entries []risk.ListEntry
+	if err := t.env.Admin.Do(ctx, http.MethodGet, "/api/v1/risk/lists", nil, &entries); err != nil {
+		return fmt.Errorf("read the deny and allow lists the rules read: %w", err)
+	}
+	t.env.Lists = risk.ListsOf(entries)
+	return nil
+}
+
 func (t *tool) load(dir string) (*risk.RuleSet, error) {
 	return risk.Load(dir, risk.LoadOptions{Location: t.env.Location, Lists: t.env.Lists})
 }
@@ -271,6 +300,9 @@ func (t *tool) check(args []string) int {
 	}
 	if len(pos) != 1 {
 		return t.usageErr("check wants one rules directory, like: switchyard rules check rules/")
+	}
+	if code, bad := t.formatErr(*format, "text", "json"); bad {
+		return code
 	}
 	rs, err := t.load(pos[0])
 	var problems, warnings []risk.Problem
@@ -348,6 +380,9 @@ func (t *tool) test(args []string) int {
 	if len(pos) != 1 {
 		return t.usageErr("test wants one rules directory, like: switchyard rules test rules/")
 	}
+	if code, bad := t.formatErr(*format, "text", "json"); bad {
+		return code
+	}
 	var re *regexp.Regexp
 	if *run != "" {
 		if re, err = regexp.Compile(*run); err != nil {
@@ -413,11 +448,24 @@ func (t *tool) test(args []string) int {
 			fmt.Fprintf(t.out, "rules without tests: %s\n", esc(strings.Join(untested, ", ")))
 		}
 		fmt.Fprintf(t.out, "rules %s (version %s):\n%d passed, %d failed\n", pos[0], esc(rs.Version), passed, failed)
+		if len(results) == 0 {
+			fmt.Fprintln(t.out, noTests(pos[0], *run))
+		}
 	}
-	if failed > 0 {
+	// No test run is a failure, not a pass: an empty or mistyped directory, or a
+	// --run that matches no rule with tests, proved nothing.
+	if failed > 0 || len(results) == 0 {
 		return ExitProblems
 	}
 	return ExitOK
+}
+
+// noTests says why a test run of dir (with --run run) ran no test.
+func noTests(dir, run string) string {
+	if run != "" {
+		return fmt.Sprintf("no test ran: --run %q matches no rule with tests in %s", esc(run), esc(dir))
+	}
+	return fmt.Sprintf("no test ran: %s has no rule tests", esc(dir))
 }
 
 // ---- times and amounts ----
@@ -500,7 +548,7 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s, now, -1h)", t.env.Location))
 	format := formatFlag(fs, "table", "table, csv or json")
 	warmup := fs.String("warmup", "", "journal replayed before --from to warm the counters (default: the longest counter window)")
-	changes := fs.Int("changes", 0, "list at most this many changed decisions (0 = all)")
+	changes := fs.Int("changes", 0, fmt.Sprintf("list at most this many changed decisions (0 = all, up to %d; every one is counted)", risk.MaxListedChanges))
 	noProgress := fs.Bool("no-progress", false, "no progress bar")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -522,6 +570,11 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	if opts.To, err = t.parseTime(*to); err != nil {
 		return t.usageErr("--to: %v", err)
 	}
+	if !opts.To.After(opts.From) {
+		// A bad command line (exit 2), said in the zone the dates were read in,
+		// before the rules are compiled or the journal read.
+		return t.usageErr("--to %s is not after --from %s: the range is empty (--to is exclusive)", t.when(opts.To), t.when(opts.From))
+	}
 	if *warmup != "" {
 		if *warmup == "0" {
 			opts.Warmup = 0
@@ -531,6 +584,9 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	}
 	if t.env.History == nil {
 		return t.fail(errors.New("backtest: no journal to read (run it where the switch's data directory is, or with --data)"))
+	}
+	if err := t.readLists(ctx); err != nil {
+		return t.fail(fmt.Errorf("backtest: %w", err))
 	}
 	rs, err := t.load(*dir)
 	if err != nil {
@@ -740,6 +796,9 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 	if len(pos) != 1 {
 		return t.usageErr("explain wants one RRN, like: switchyard rules explain 000000123456")
 	}
+	if code, bad := t.formatErr(*format, "text", "json"); bad {
+		return code
+	}
 	if t.env.History == nil {
 		return t.fail(errors.New("explain: no journal to read (run it where the switch's data directory is, or with --data)"))
 	}
@@ -748,6 +807,9 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 		if w, err = parseDuration(*warmup); err != nil {
 			return t.usageErr("--warmup: %v", err)
 		}
+	}
+	if err := t.readLists(ctx); err != nil {
+		return t.fail(fmt.Errorf("explain: %w", err))
 	}
 	var rs *risk.RuleSet
 	if _, serr := os.Stat(*dir); t.env.Fallback != nil && *dir == t.env.RulesDir && errors.Is(serr, os.ErrNotExist) {
@@ -869,6 +931,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if _, err := parse(fs, args); err != nil {
 			return exitOnParse(err)
 		}
+		if code, bad := t.formatErr(*format, "table", "json"); bad {
+			return code
+		}
 		q := url.Values{}
 		if *list != "" {
 			q.Set("list", *list)
@@ -961,6 +1026,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		format := formatFlag(fs, "table", "table or json")
 		if _, err := parse(fs, args); err != nil {
 			return exitOnParse(err)
+		}
+		if code, bad := t.formatErr(*format, "table", "json"); bad {
+			return code
 		}
 		q := url.Values{}
 		if *since != "" {

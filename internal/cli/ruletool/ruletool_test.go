@@ -129,6 +129,31 @@ func TestTest(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != ExitOK || ans.Passed != 4 || ans.Failed != 0 {
 		t.Errorf("json test: %d %v %s", code, err, out)
 	}
+
+}
+
+// TestTestNothingRan: a test run that ran no test fails (exit 1, saying why) rather
+// than passing "0 passed, 0 failed": an empty directory, rules without tests, or a
+// --run that matches nothing (a typo in a rule's id) proved nothing.
+func TestTestNothingRan(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		dir  string
+		args []string
+		want string
+	}{
+		{"empty directory", t.TempDir(), nil, "has no rule tests"},
+		{"rules without tests", rulesDir(t, map[string]string{"a.yaml": bigRound}), nil, "has no rule tests"},
+		{"--run matches nothing", "../../../rules", []string{"--run", "^sofpos-limit$"}, `--run "^sofpos-limit$" matches no rule with tests`},
+	} {
+		code, out, _ := run(t, ToolEnv{}, append([]string{"test", c.dir}, c.args...)...)
+		if code != ExitProblems || !strings.Contains(out, "0 passed, 0 failed") || !strings.Contains(out, "no test ran: ") || !strings.Contains(out, c.want) {
+			t.Errorf("%s: %d, want %d and %q:\n%s", c.name, code, ExitProblems, c.want, out)
+		}
+		if code, _, _ := run(t, ToolEnv{}, append([]string{"test", c.dir, "--format", "json"}, c.args...)...); code != ExitProblems {
+			t.Errorf("%s, --format json: %d, want %d", c.name, code, ExitProblems)
+		}
+	}
 }
 
 // memHistory is an in-memory journal: test data for the History interface.
@@ -477,6 +502,25 @@ func TestBacktestByLabel(t *testing.T) {
 	}
 }
 
+// TestBacktestRangeBackwards: --from at or after --to is a bad command line (exit 2)
+// said in the acquirer's zone, not a backtest failure (exit 1) in UTC after the rules
+// were compiled.
+func TestBacktestRangeBackwards(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	env := ToolEnv{History: &memHistory{}, Location: sh, Terminal: &no}
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	for _, r := range [][2]string{{"2025-06-05", "2025-06-04"}, {"2025-06-04", "2025-06-04"}} {
+		code, out, errs := run(t, env, "backtest", "--rules", cand, "--from", r[0], "--to", r[1], "--no-progress")
+		if code != ExitUsage || out != "" || !strings.Contains(errs, "--to "+r[1]+" 00:00:00.000 +08:00 is not after --from "+r[0]+" 00:00:00.000 +08:00") {
+			t.Errorf("--from %s --to %s: %d, want %d\n%s%s", r[0], r[1], code, ExitUsage, out, errs)
+		}
+	}
+}
+
 // TestParseTimeRelative: "24h" and "-24h" both mean a day ago, as in `journal --from`;
 // "+1h" is ahead.
 func TestParseTimeRelative(t *testing.T) {
@@ -658,5 +702,28 @@ func TestAmountsByCurrency(t *testing.T) {
 	}
 	if got := minorByCurrency(map[string]int64{"392": 1000, "156": 3500}); got != "156:3500 392:1000" {
 		t.Errorf("CSV cell: %q", got)
+	}
+}
+
+// TestUnknownFormat: a --format a command does not write is a bad command line (exit
+// 2) naming the formats it does, not a text report with exit 0 that a script takes for
+// the CSV or JSON it asked for.
+func TestUnknownFormat(t *testing.T) {
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
+	env := ToolEnv{History: journal(t, start), Location: time.UTC, RulesDir: "../../../rules", Admin: &apiclient.Client{}}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", "../../../rules", "--format", "csv"}, `--format "csv": want text or json`},
+		{[]string{"test", "../../../rules", "--format", "xml"}, `--format "xml": want text or json`},
+		{[]string{"explain", "000000000101", "--format", "table"}, `--format "table": want text or json`},
+		{[]string{"lists", "--format", "csv"}, `--format "csv": want table or json`},
+		{[]string{"lists", "audit", "--format", "csv"}, `--format "csv": want table or json`},
+	} {
+		code, out, errs := run(t, env, c.args...)
+		if code != ExitUsage || out != "" || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: %d, want %d and %q\n%s%s", c.args, code, ExitUsage, c.want, out, errs)
+		}
 	}
 }
