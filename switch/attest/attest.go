@@ -437,13 +437,16 @@ func (c *replayCache) shard(nonce string) *replayShard {
 	return &c.shards[h%uint32(len(c.shards))]
 }
 
-// seen reports whether nonce is remembered and not expired.
+// seen reports whether nonce is remembered and not expired. An entry lives up to
+// and including its expiry, the last instant its token is fresh (iat + MaxAge:
+// Verify refuses a token only once iat is before now - MaxAge); until 7 December
+// 2026 it was gone at that instant, and the same token passed twice there.
 func (c *replayCache) seen(nonce string, now time.Time) bool {
 	s := c.shard(nonce)
 	s.mu.Lock()
 	exp, ok := s.seen[nonce]
 	s.mu.Unlock()
-	return ok && exp.After(now)
+	return ok && !exp.Before(now)
 }
 
 // add records nonce until expires; false when it was already there (or the shard
@@ -452,12 +455,12 @@ func (c *replayCache) add(nonce string, expires, now time.Time) bool {
 	s := c.shard(nonce)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if exp, ok := s.seen[nonce]; ok && exp.After(now) {
+	if exp, ok := s.seen[nonce]; ok && !exp.Before(now) {
 		return false
 	}
 	if len(s.seen) >= c.per {
 		for k, exp := range s.seen {
-			if !exp.After(now) {
+			if exp.Before(now) {
 				delete(s.seen, k)
 			}
 		}
