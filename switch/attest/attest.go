@@ -265,12 +265,13 @@ func ValidAppID(s string) bool {
 }
 
 // Verifier checks attestation tokens. It is safe for concurrent use; SetKeys
-// replaces the pinned keys while it runs (rotation).
+// and SetApps replace the pinned keys and the allowed apps while it runs (a
+// rotation, or a key withdrawn at a reload): the next token is judged by them.
 type Verifier struct {
 	keys   atomic.Pointer[pinned]
 	maxAge time.Duration
 	replay *replayCache
-	apps   []string // allowed app claims; empty: any
+	apps   atomic.Pointer[[]string] // allowed app claims; empty: any
 }
 
 // NewVerifier returns a verifier that trusts keys.
@@ -282,16 +283,8 @@ func NewVerifier(keys []Key, opts Options) (*Verifier, error) {
 		opts.ReplayEntries = 1_000_000
 	}
 	v := &Verifier{maxAge: opts.MaxAge, replay: newReplayCache(opts.ReplayEntries)}
-	seen := map[string]bool{}
-	for i, a := range opts.Apps {
-		if !ValidAppID(a) {
-			return nil, fmt.Errorf("attestation app %d %q: want 1 to 255 letters, digits, '.', '_' or '-'", i, a)
-		}
-		if seen[a] {
-			return nil, fmt.Errorf("attestation app %q given twice", a)
-		}
-		seen[a] = true
-		v.apps = append(v.apps, a)
+	if err := v.SetApps(opts.Apps); err != nil {
+		return nil, err
 	}
 	if err := v.SetKeys(keys); err != nil {
 		return nil, err
@@ -299,7 +292,28 @@ func NewVerifier(keys []Key, opts Options) (*Verifier, error) {
 	return v, nil
 }
 
-// SetKeys replaces the pinned keys. Key IDs must be unique and non-empty.
+// SetApps replaces the allowed application IDs (Options.Apps; empty: any app).
+// Each must be a ValidAppID, none given twice; on an error the running list stays.
+func (v *Verifier) SetApps(apps []string) error {
+	seen := map[string]bool{}
+	list := make([]string, 0, len(apps))
+	for i, a := range apps {
+		if !ValidAppID(a) {
+			return fmt.Errorf("attestation app %d %q: want 1 to 255 letters, digits, '.', '_' or '-'", i, a)
+		}
+		if seen[a] {
+			return fmt.Errorf("attestation app %q given twice", a)
+		}
+		seen[a] = true
+		list = append(list, a)
+	}
+	v.apps.Store(&list)
+	return nil
+}
+
+// SetKeys replaces the pinned keys. Key IDs must be unique and non-empty; on an
+// error the running keys stay. A key left out is trusted no more from the next
+// Verify on: a token it signed is refused as FailUnknown.
 func (v *Verifier) SetKeys(keys []Key) error {
 	p := &pinned{keys: map[string]Key{}}
 	for _, k := range keys {
@@ -379,10 +393,11 @@ func (v *Verifier) Verify(token, nonce string, now time.Time) (Claims, Failure) 
 
 // appAllowed reports whether app is in the allowed list, or the list is empty.
 func (v *Verifier) appAllowed(app string) bool {
-	if len(v.apps) == 0 {
+	apps := *v.apps.Load()
+	if len(apps) == 0 {
 		return true
 	}
-	for _, a := range v.apps {
+	for _, a := range apps {
 		if a == app {
 			return true
 		}
@@ -422,13 +437,16 @@ func (c *replayCache) shard(nonce string) *replayShard {
 	return &c.shards[h%uint32(len(c.shards))]
 }
 
-// seen reports whether nonce is remembered and not expired.
+// seen reports whether nonce is remembered and not expired. An entry lives up to
+// and including its expiry, the last instant its token is fresh (iat + MaxAge:
+// Verify refuses a token only once iat is before now - MaxAge); until 7 December
+// 2026 it was gone at that instant, and the same token passed twice there.
 func (c *replayCache) seen(nonce string, now time.Time) bool {
 	s := c.shard(nonce)
 	s.mu.Lock()
 	exp, ok := s.seen[nonce]
 	s.mu.Unlock()
-	return ok && exp.After(now)
+	return ok && !exp.Before(now)
 }
 
 // add records nonce until expires; false when it was already there (or the shard
@@ -437,12 +455,12 @@ func (c *replayCache) add(nonce string, expires, now time.Time) bool {
 	s := c.shard(nonce)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if exp, ok := s.seen[nonce]; ok && exp.After(now) {
+	if exp, ok := s.seen[nonce]; ok && !exp.Before(now) {
 		return false
 	}
 	if len(s.seen) >= c.per {
 		for k, exp := range s.seen {
-			if !exp.After(now) {
+			if exp.Before(now) {
 				delete(s.seen, k)
 			}
 		}

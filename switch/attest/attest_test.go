@@ -4,11 +4,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 func claims(nonce string, iat time.Time) Claims {
@@ -275,6 +281,83 @@ func TestVerifyVerdictsMustBeExplicit(t *testing.T) {
 		}
 		if _, got := v.Verify(tok, n, now); got != c.want {
 			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestVerifyReplayAtTheEdgeOfMaxAge: a token is fresh up to and including iat +
+// MaxAge, so its nonce must be remembered that long too. The cache took an entry
+// expiring at iat + MaxAge as gone at that very instant, while the token was
+// still fresh: the same token passed twice at the edge.
+func TestVerifyReplayAtTheEdgeOfMaxAge(t *testing.T) {
+	iat := time.Unix(1_800_000_000, 0)
+	v, err := NewVerifier([]Key{DemoSigner().Key()}, Options{MaxAge: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := Nonce("T0000002", "000001", 1200, "1202014500")
+	tok, err := DemoSigner().Sign(claims(n, iat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := iat.Add(2 * time.Minute)
+	if _, got := v.Verify(tok, n, edge); got != OK {
+		t.Fatalf("first use at iat+max_age: %q, want OK", got)
+	}
+	if _, got := v.Verify(tok, n, edge); got != FailReplayed {
+		t.Fatalf("second use at iat+max_age: %q, want %q", got, FailReplayed)
+	}
+	if _, got := v.Verify(tok, n, edge.Add(time.Nanosecond)); got != FailStale {
+		t.Fatalf("past iat+max_age: %q, want %q", got, FailStale)
+	}
+}
+
+// TestVerifyAlgorithmConfusion: a token whose header names HMAC (signed with the
+// pinned public key's bytes as the secret), another algorithm than its kid's key
+// is for, or a key of its own (jwk) is refused as forged.
+func TestVerifyAlgorithmConfusion(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	demo := DemoSigner()
+	v, err := NewVerifier([]Key{demo.Key()}, Options{MaxAge: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := Nonce("T0000002", "000001", 1200, "1202014500")
+	payload, _ := json.Marshal(claims(n, now))
+	b64 := base64.RawURLEncoding.EncodeToString
+	hs := func(header string, secret []byte) string {
+		in := b64([]byte(header)) + "." + b64(payload)
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(in))
+		return in + "." + b64(m.Sum(nil))
+	}
+	pub := []byte(demo.Key().Public.(ed25519.PublicKey))
+	pemPub, _ := MarshalPublicKeyPEM(demo.Key().Public)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	es, _ := NewSigner(DemoKeyID, ec) // ES256 under the EdDSA key's kid
+	esTok, err := es.Sign(claims(n, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, own, _ := ed25519.GenerateKey(rand.Reader)
+	jwkSigner, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: own},
+		(&jose.SignerOptions{EmbedJWK: true}).WithHeader("kid", DemoKeyID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := jwkSigner.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwkTok, _ := obj.CompactSerialize()
+	for _, c := range []struct{ name, token string }{
+		{"HS256 with the raw public key", hs(`{"alg":"HS256","kid":"`+DemoKeyID+`"}`, pub)},
+		{"HS256 with the PEM public key", hs(`{"alg":"HS256","kid":"`+DemoKeyID+`"}`, pemPub)},
+		{"ES256 under an EdDSA kid", esTok},
+		{"a key of its own (jwk)", jwkTok},
+	} {
+		if _, got := v.Verify(c.token, n, now); got != FailForged {
+			t.Errorf("%s: got %q, want %q", c.name, got, FailForged)
 		}
 	}
 }

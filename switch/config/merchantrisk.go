@@ -14,7 +14,8 @@ import (
 type Attestation struct {
 	// Keys are the attestation service's public keys, pinned by key ID. Several may
 	// be pinned at once: add the new key, let the service switch to it, remove the
-	// old one (a restart reads the change).
+	// old one (a reload, SIGHUP, applies the change, and one of Apps, to the next
+	// token). MaxAge and ReplayEntries are read at start.
 	Keys []AttestationKey `yaml:"keys"`
 	// MaxAge is the longest any terminal may allow a token to be old (a terminal's
 	// own attest_max_age, or registry default 120 s, is checked too); nonces are

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +165,73 @@ func TestSignedVersionCounts(t *testing.T) {
 		if r := sendOn(t, f.c, withVersion(c.ver), mac); r.RC != c.rc || r.Reason != c.reason {
 			t.Errorf("token ver %q, AV 9.9.9, minimum 1.0: got %s %q, want %s %q", c.ver, r.RC, r.Reason, c.rc, c.reason)
 		}
+	}
+}
+
+// TestAttestationKeyWithdrawnByReload: a key withdrawn from attestation.keys
+// (it leaked, say) is trusted no more after a reload (SIGHUP), without a restart:
+// a token it signs is refused 58 attestation-unknown-key, over TCP. A reload whose
+// attestation section is refused keeps the running keys. (Until 7 December 2026 a
+// reload ignored the section, and did not name it as needing a restart: the
+// withdrawn key went on signing tokens the switch accepted.)
+func TestAttestationKeyWithdrawnByReload(t *testing.T) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := attest.NewSigner("svc-1", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, err := attest.MarshalPublicKeyPEM(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg *config.Config
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		c.Attestation.Keys = []config.AttestationKey{{KID: "svc-1", PEM: string(pemKey)}}
+		cfg = c
+	})
+	mac, _ := termclient.RetailMAC(demoTAK)
+	signed := func() termclient.Txn {
+		tx := softpos(1500)
+		tok, err := termclient.AttestToken(svc, tx, "SP-T0000002", "1.0.0", attest.Integrity{TEE: true}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return withToken(tx, tok)
+	}
+	if r := sendOn(t, f.c, signed(), mac); r.RC != "00" {
+		t.Fatalf("token of the pinned svc-1: %+v", r)
+	}
+
+	// A reload whose section does not load keeps svc-1.
+	bad := *cfg
+	bad.Attestation.Keys = []config.AttestationKey{{KID: "svc-2", PEM: "not a key"}}
+	if res := f.s.Reload(&bad); len(res.Refused) != 1 || !strings.Contains(res.Refused[0].Error(), "attestation") {
+		t.Fatalf("reload of a broken key: refused %v, want the attestation section", res.Refused)
+	}
+	if r := sendOn(t, f.c, signed(), mac); r.RC != "00" {
+		t.Fatalf("after a refused reload, svc-1 still pinned: %+v", r)
+	}
+
+	// svc-1 withdrawn: its next token is refused at once.
+	next := *cfg
+	next.Attestation.Keys = nil
+	if res := f.s.Reload(&next); len(res.Refused) != 0 || slices.Contains(res.Restart, "attestation.keys") {
+		t.Fatalf("reload: %+v", res)
+	}
+	if r := sendOn(t, f.c, signed(), mac); r.RC != "58" || r.Reason != "attestation-unknown-key" {
+		t.Fatalf("token of the withdrawn svc-1: %+v, want 58 attestation-unknown-key", r)
+	}
+	// The demo service's key, pinned by demo mode, stays.
+	if r := sendOn(t, f.c, softpos(1500), mac); r.RC != "00" {
+		t.Fatalf("demo key after the reload: %+v", r)
+	}
+	// A changed max_age is named as needing a restart.
+	next.Attestation.MaxAge = config.Duration(5 * time.Minute)
+	if res := f.s.Reload(&next); !slices.Contains(res.Restart, "attestation.max_age") {
+		t.Fatalf("reload with another max_age: restart %v, want attestation.max_age", res.Restart)
 	}
 }

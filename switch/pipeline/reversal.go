@@ -376,9 +376,11 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	// The terminal's registration, status, binding, merchant and MAC are checked as
 	// for its original: else anyone on the network could reverse a terminal's
 	// approvals, or (remembered as early) decline the originals it has yet to send.
-	if _, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckReversal); declined != nil || err != nil {
+	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckReversal)
+	if declined != nil || err != nil {
 		return *declined, err
 	}
+	inactive := notActive(res)
 	r := t.req
 	origMTI, origSTAN, origDE7 := r.Original[0:4], r.Original[4:10], r.Original[10:20]
 	origKey := journal.DupKey(r.TID, origSTAN, origDE7)
@@ -438,6 +440,20 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			note = "original already reversed by " + orig.ReversedBy
 		case !orig.Approved() || p.unsettled.keeps(orig.RRN):
 			note = "original was not approved: nothing to reverse"
+		case inactive != "" && p.now().Sub(orig.Received) > p.cfg.DupWindow:
+			// A reversal is taken from a terminal whatever its standing, for
+			// the request it got no answer to around its suspension; one of an
+			// older approval from a suspended or closed terminal (or one of a
+			// frozen or closed merchant) is a stolen terminal crediting back a
+			// purchase whose goods are long gone.
+			unlock()
+			age := p.now().Sub(orig.Received).Truncate(time.Second)
+			p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", r.TID).Str("original_rrn", rrn).Str("standing", inactive).
+				Dur("original_age", age).Dur("window", p.cfg.DupWindow).
+				Msg("reversal refused: the terminal is not active and its original is older than the duplicate window; nothing reversed")
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), fmt.Sprintf("%s: original %s received %s ago, more than %s before: a terminal not active reverses only its requests of the last %s; nothing reversed",
+				inactive, rrn, age, p.cfg.DupWindow, p.cfg.DupWindow))
+			return p.respond(ctx, t, message.RCNotPermittedTerm, "", "binding", ReasonReversalNotActive)
 		case orig.Type == "preauth" && p.completedPreauth(orig):
 			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "pre-authorization completed by "+orig.CompletedBy+": the completion is voided first; nothing reversed")
@@ -776,4 +792,34 @@ func (p *Pipeline) retryAdvice(a owedAdvice) bool {
 		p.releaseRefund(cur)
 	}
 	return true
+}
+
+// ReasonReversalNotActive (58) refuses a reversal from a terminal that is not
+// active (suspended, closed) or whose merchant is not (frozen, closed), of an
+// original received more than the duplicate window (Config.DupWindow, 5 min by
+// default) before: such a terminal reverses only what it sent just before its
+// standing changed, the request it got no answer to. Without the bound a stolen
+// terminal, suspended once reported, could credit back any of its past approvals
+// (its thief's own purchase, the goods long gone) by DE 11 and DE 7.
+const ReasonReversalNotActive = "reversal-terminal-not-active"
+
+// notActive is the standing that limits a reversal's reach (ReasonReversalNotActive):
+// the terminal's status when it is pending, suspended or closed, else its merchant's
+// when that is pending, frozen or closed; "" otherwise, or when res is nil (no
+// terminal checks).
+func notActive(res *registry.CheckResult) string {
+	if res == nil || res.Terminal == nil {
+		return ""
+	}
+	switch st := res.Terminal.Status; st {
+	case registry.TerminalSuspended, registry.TerminalClosed, registry.TerminalPending:
+		return "terminal " + string(st)
+	}
+	if res.Merchant != nil {
+		switch st := res.Merchant.Status; st {
+		case registry.MerchantFrozen, registry.MerchantClosed, registry.MerchantPending:
+			return "merchant " + string(st)
+		}
+	}
+	return ""
 }

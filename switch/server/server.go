@@ -53,6 +53,7 @@ import (
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
@@ -157,6 +158,9 @@ type Server struct {
 	// certs are the certificates a reload reads again (certreload.go): the TLS
 	// listeners' and the HSM link's client certificate.
 	certs []*certFiles
+	// attest verifies SoftPOS attestation tokens; a reload replaces its keys and
+	// apps (attest.go, reloadAttestation).
+	attest *attest.Verifier
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -623,6 +627,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
+	s.attest = verifier
 	if warning != "" {
 		s.log.Warn().Msg(warning)
 	}
@@ -1237,7 +1242,7 @@ type ReloadResult struct {
 // configuration names them, else as the running one does), the TLS certificates
 // from their files (the listeners' certificates and client CAs, the HSM link's
 // client certificate: certreload.go), and, given a new configuration, the admin
-// tokens and the log level. Keys that need a restart are named in the log and in
+// tokens, the log level and the SoftPOS attestation keys and apps (attest.go). Keys that need a restart are named in the log and in
 // the result. Every part keeps its running state when its new one is refused, and
 // says so in the log and the result. No connection is dropped.
 func (s *Server) Reload(newCfg *config.Config) ReloadResult {
@@ -1261,6 +1266,9 @@ func (s *Server) Reload(newCfg *config.Config) ReloadResult {
 		}
 		if lvl, err := zerolog.ParseLevel(newCfg.Log.Level); err == nil {
 			zerolog.SetGlobalLevel(lvl)
+		}
+		if err := s.reloadAttestation(newCfg); err != nil {
+			refused(err, "reload: attestation keys and apps refused; the running ones stay")
 		}
 		res.Restart = restartKeys(s.cfg, newCfg)
 		for _, k := range res.Restart {
@@ -1348,6 +1356,14 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if old.CandidatesRoot() != cur.CandidatesRoot() {
 		out = append(out, "risk.candidates_dir")
+	}
+	// The verifier's window and replay cache are sized at start (its keys and
+	// apps are applied by a reload: reloadAttestation).
+	if old.Attestation.MaxAge != cur.Attestation.MaxAge {
+		out = append(out, "attestation.max_age")
+	}
+	if old.Attestation.ReplayEntries != cur.Attestation.ReplayEntries {
+		out = append(out, "attestation.replay_entries")
 	}
 	// serve reads it once, before it serves.
 	if exitOnBrokenLog(old) != exitOnBrokenLog(cur) {
