@@ -136,12 +136,15 @@ func TestClusterStoreReadOnly(t *testing.T) {
 			if _, ok := caught[n]; ok || now[n].RC != "00" || other.RC != "00" {
 				continue
 			}
-			code, _ := c.node(n).readyz()
+			code, body := c.node(n).readyz()
 			hasOther, has3 := final(n, other), final(n, last3)
 			if code == http.StatusOK && hasOther && has3 {
 				caught[n] = time.Since(notReady)
 			}
 			round += fmt.Sprintf(" node %d ready %d, has node %d's %v, node 3's %v;", n, code, 3-n, hasOther, has3)
+			if code != http.StatusOK {
+				round += fmt.Sprintf(" (%.300s)", body)
+			}
 		}
 		t.Log(round)
 		prev = now
@@ -149,7 +152,7 @@ func TestClusterStoreReadOnly(t *testing.T) {
 	})
 	for _, n := range []int{1, 2} {
 		t.Logf("node %d caught up %v after node 3 said not ready, %v after the ballast filled its tmpfs (answers meanwhile %v); %s; its log: %s",
-			n, caught[n].Round(time.Millisecond), (caught[n] + notReady.Sub(filled)).Round(time.Millisecond), live[n], c.node(n).replacedConsumers(), c.node(n).logGrep("ordered: consumer replaced"))
+			n, caught[n].Round(time.Millisecond), (caught[n] + notReady.Sub(filled)).Round(time.Millisecond), live[n], c.node(n).replacedConsumers(), c.node(n).logGrep("ordered: consumer replaced", "answered 91"))
 	}
 	t.Logf("node 3: %s", n3.replacedConsumers())
 	// Still not ready a few seconds on (no flapping back to 200 while nothing changed).
