@@ -25,7 +25,7 @@ import (
 // nothing but nats-server's log said to restart the node. Now /readyz says so
 // (503, the write error, the store and what to do), the node's approvals stay
 // durable (each reaches nodes 1 and 2's journals through the stream), nodes 1 and
-// 2 stay live (within 20 s of node 3 saying not ready each is ready, approves, and
+// 2 stay live (within 30 s of node 3 saying not ready each is ready, approves, and
 // its journal's applier has caught up with the stream, then each goes on
 // approving: an applier whose consumer was on node 3's server is replaced for
 // its stall, switch/cluster/ordered), the node stops cleanly, and started again
@@ -90,7 +90,11 @@ func TestClusterStoreReadOnly(t *testing.T) {
 	// applied the stream up to it) and has applied the other's last approval of
 	// the rounds before and node 3's last; then each goes on approving while node
 	// 3's store stays read-only.
-	const liveBound = 20 * time.Second
+	// 30 s: in 34 runs the latest was 16.9 s (node 1 answering 91 for 15 s, 13 s
+	// of it after its stalled consumer was replaced; docs/cluster.md, Known
+	// gaps), and each purchase that waits for an applier standing still takes 5 s
+	// of a round.
+	const liveBound = 30 * time.Second
 	final := func(n int, r termclient.Result) bool {
 		recs, err := c.node(n).journal(r.TID)
 		if err != nil {
@@ -135,6 +139,10 @@ func TestClusterStoreReadOnly(t *testing.T) {
 		for _, n := range []int{1, 2} {
 			other := prev[3-n]
 			if _, ok := caught[n]; ok || now[n].RC != "00" || other.RC != "00" {
+				if now[n].RC != "00" {
+					_, body := c.node(n).readyz()
+					round += fmt.Sprintf(" node %d: %.300s;", n, body)
+				}
 				continue
 			}
 			code, body := c.node(n).readyz()
@@ -155,7 +163,7 @@ func TestClusterStoreReadOnly(t *testing.T) {
 	})
 	for _, n := range []int{1, 2} {
 		t.Logf("node %d caught up %v after node 3 said not ready, %v after the ballast filled its tmpfs (answers meanwhile %v); %s; its log: %s",
-			n, caught[n].Round(time.Millisecond), (caught[n] + notReady.Sub(filled)).Round(time.Millisecond), live[n], c.node(n).replacedConsumers(), c.node(n).logGrep("ordered: consumer replaced", "answered 91"))
+			n, caught[n].Round(time.Millisecond), (caught[n] + notReady.Sub(filled)).Round(time.Millisecond), live[n], c.node(n).replacedConsumers(), c.node(n).logGrep("ordered:", "answered 91", "meta leader"))
 	}
 	t.Logf("node 3: %s", n3.replacedConsumers())
 	// A lease bucket whose leader was node 3's server elects another: the nodes'
