@@ -335,12 +335,20 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	// The bucket's stream, read as its watcher would (each key's last value,
 	// then every change), by a follower whose Stop does not wait: nats.go's
 	// KeyWatcher deletes its consumer when stopped, a request that waited 5 s
-	// in every graceful stop without a quorum.
+	// in every graceful stop without a quorum. Its replaced consumers are
+	// counted as the journal's and the shared stores' are (the node's metrics
+	// as they are when one is replaced: they may be set after the lease).
+	n.Metrics().PrepareConsumersReplaced(leaseStream)
 	w, err := ordered.Follow(n.js, ordered.Config{
 		Stream:         leaseStream,
 		Subjects:       []string{leaseSubjects + "node.*"},
 		LastPerSubject: true,
 		Logger:         n.log.With().Str("bucket", LeaseBucket).Logger(),
+		Replaced: func(reason string) {
+			m := n.Metrics()
+			m.PrepareConsumersReplaced(leaseStream)
+			m.ObserveConsumerReplaced(leaseStream, reason)
+		},
 	})
 	if err != nil {
 		cancel()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/cluster/ordered"
@@ -731,4 +734,78 @@ func leasesLeader(ctx context.Context, n *Node) string {
 		}
 	}
 	return ""
+}
+
+// TestLeaseWatchReplacedCounted: the lease watcher's replaced consumers are
+// counted in switchyard_cluster_consumers_replaced_total under KV_leases, as the
+// journal's and the shared stores' are (TestClusterStoreReadOnly saw the
+// watcher's consumer on a server whose store turned read-only replaced for its
+// stall, and counted nowhere). Here its consumer is deleted on the server: the
+// watcher replaces it ("gone") and follows the leases again.
+func TestLeaseWatchReplacedCounted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetMetrics(m)
+	l, err := n.StartLease(ctx, LeaseOptions{OnDead: func(context.Context, int) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	gone := m.ConsumersReplaced.WithLabelValues(leaseStream, ordered.ReasonGone)
+	if v := testutil.ToFloat64(gone); v != 0 {
+		t.Fatalf("%s gone = %v before any replacement", leaseStream, v)
+	}
+	// The watcher's consumer, once it has one: the only consumer of the stream.
+	var names []string
+	for len(names) == 0 {
+		names = nil
+		st, err := n.js.Stream(ctx, leaseStream)
+		if err != nil {
+			t.Fatalf("stream %s: %v", leaseStream, err)
+		}
+		for name := range st.ConsumerNames(ctx).Name() {
+			names = append(names, name)
+		}
+		if len(names) == 0 {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the lease watcher never created a consumer")
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	for _, name := range names {
+		if err := n.js.DeleteConsumer(ctx, leaseStream, name); err != nil {
+			t.Fatalf("delete consumer %s of %s: %v", name, leaseStream, err)
+		}
+	}
+	for testutil.ToFloat64(gone) < 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the lease watcher's consumer %v deleted, no replacement counted", names)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// It follows the leases again: a node 7's lease put now is seen alive.
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 1})
+	if _, err := kv.Put(ctx, "node.7", b); err != nil {
+		t.Fatal(err)
+	}
+	for !slices.ContainsFunc(l.Holders(), func(h LeaseHolder) bool { return h.Node == 7 && h.Alive }) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node 7's lease not seen after the watcher's consumer was replaced: %+v", l.Holders())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
