@@ -293,6 +293,25 @@ func newPassword() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
+// CheckFiles reads the files the configuration names as a node's start would,
+// without starting anything (switchyard config check): the embedded server's TLS
+// files (each present, the key not readable by others, the certificate and key a
+// pair, a PEM certificate in the CA file), or an external cluster's TLS files and
+// credential. Its errors name the key at fault, as the start's do.
+func (c *Config) CheckFiles() error {
+	switch c.Mode {
+	case ModeEmbedded:
+		if c.Embedded.TLS.Enabled() {
+			_, err := c.Embedded.TLS.serverConfig()
+			return err
+		}
+	case ModeExternal:
+		_, err := c.External.authOptions()
+		return err
+	}
+	return nil
+}
+
 // tlsHandshakeTimeout bounds the embedded server's TLS handshakes (routes and
 // client port); nats-server's own default is 2 s.
 const tlsHandshakeTimeout = 2 * time.Second
