@@ -100,6 +100,11 @@ func checkConfigFiles(env *Env, c *config.Config) error {
 			errs = append(errs, fmt.Errorf("hsm: %w", err))
 		}
 	}
+	if c.Cluster != nil {
+		if err := c.Cluster.CheckFiles(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

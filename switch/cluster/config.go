@@ -301,6 +301,16 @@ func (c *Config) Validate() error {
 	if c.Replicas < 0 || c.Replicas > 5 {
 		bad("replicas", "%d is not from 1 to 5", c.Replicas)
 	}
+	// A standalone embedded server (no routes) cannot hold more than one copy: its
+	// start would ask for each stream again and again for two minutes ("replicas >
+	// 1 not supported in non-clustered mode") and then fail.
+	if r := len(c.Embedded.Routes); c.Mode == ModeEmbedded && c.Replicas > 1 {
+		if r == 0 {
+			bad("replicas", "%d copies need cluster.embedded.routes: an embedded node without routes is a standalone JetStream server, which keeps 1 copy (leave replicas out, or list every node's route)", c.Replicas)
+		} else if c.Replicas > r+1 {
+			bad("replicas", "%d copies need as many servers, and cluster.embedded.routes names %d", c.Replicas, r)
+		}
+	}
 	if c.StateCompactAbove < -1 || (c.StateCompactAbove > 0 && c.StateCompactAbove < 100) {
 		bad("state_compact_above", "%d is neither -1 (never by itself) nor at least 100 commits", c.StateCompactAbove)
 	}

@@ -27,6 +27,13 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"embedded ok", func(*Config) {}, validEmbedded, ""},
 		{"embedded standalone", func(c *Config) { c.Embedded.Routes = nil; c.Embedded.ClusterName = "" }, validEmbedded, ""},
+		{"embedded standalone replicas 1", func(c *Config) { c.Embedded.Routes = nil; c.Embedded.ClusterName = ""; c.Replicas = 1 }, validEmbedded, ""},
+		{"embedded standalone replicas 3", func(c *Config) { c.Embedded.Routes = nil; c.Embedded.ClusterName = ""; c.Replicas = 3 }, validEmbedded,
+			"cluster.replicas: 3 copies need cluster.embedded.routes: an embedded node without routes is a standalone JetStream server"},
+		{"replicas over the routes", func(c *Config) { c.Embedded.Routes = c.Embedded.Routes[:1]; c.Replicas = 3 }, validEmbedded,
+			"cluster.replicas: 3 copies need as many servers, and cluster.embedded.routes names 1"},
+		{"replicas 3 routes 3", func(c *Config) { c.Replicas = 3 }, validEmbedded, ""},
+		{"external replicas", func(c *Config) { c.Replicas = 3 }, validExternal, ""},
 		{"external ok", func(*Config) {}, validExternal, ""},
 		{"external token", func(c *Config) { c.External.TokenFile = "/etc/sy/token" }, validExternal, ""},
 		{"mode", func(c *Config) { c.Mode = "raft" }, validEmbedded, `cluster.mode: "raft" is not embedded or external`},

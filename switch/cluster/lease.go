@@ -314,6 +314,9 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	if err := l.refuseLive(ctx); err != nil {
 		return nil, err
 	}
+	if err := l.refuseNameTaken(ctx); err != nil {
+		return nil, err
+	}
 	inc, err := l.takeIncarnation(ctx)
 	if err != nil {
 		return nil, err
@@ -461,6 +464,54 @@ func (l *Lease) joinedHint(other string) string {
 
 // ErrNodeRunning: another live process holds this node's lease (StartLease).
 var ErrNodeRunning = errors.New("cluster: a process already runs as this node")
+
+// ErrServerNameTaken: another node's lease names this node's embedded server
+// (StartLease): two nodes configured with one cluster.embedded.server_name.
+var ErrServerNameTaken = errors.New("cluster: another node runs under this server name")
+
+// refuseNameTaken returns ErrServerNameTaken when the lease of another node
+// (one that ran within its TTL: a lease lives that long after its last refresh)
+// names this node's embedded server. nats-server refuses a route between two
+// servers of one name, but each may still be routed to the others (in an
+// operator's trial on 6 December 2026 a fourth node given node 1's server name
+// "n1" joined through nodes 2 and 3, took a lease as node 4 and served, while
+// node 1 logged "Remote server has a duplicate name" several times a second);
+// JetStream knows its Raft peers by their server names, so the two would stand
+// for one peer. Embedded mode only: an external cluster's servers are not the
+// nodes'. Each key is read from the bucket's leader; a read nobody answers is
+// tried again until ctx ends.
+func (l *Lease) refuseNameTaken(ctx context.Context) error {
+	name := l.n.ServerName()
+	if l.n.cfg.Mode != ModeEmbedded || name == "" {
+		return nil
+	}
+	for node := 1; node <= 9; node++ {
+		if node == l.n.cfg.Node {
+			continue
+		}
+		for {
+			v, _, err := l.readLeader(ctx, leaseKey(node))
+			if err == nil {
+				if v != nil && v.Server == name {
+					state := "refreshed " + v.Refreshed.Format(time.RFC3339)
+					if v.Stopped {
+						state = "stopped " + v.Refreshed.Format(time.RFC3339)
+					}
+					return fmt.Errorf("%w: node %d's lease (incarnation %d, %s) names server %q, and this process, node %d, was given the same cluster.embedded.server_name; each node needs its own (JetStream knows its peers by these names): give this node another name (and an empty data directory if it has run under this one). Do not remove server %q from the meta group: it is node %d's",
+						ErrServerNameTaken, node, v.Incarnation, state, name, l.n.cfg.Node, name, node)
+				}
+				break
+			}
+			if !transient(err) {
+				return fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, leaseKey(node), err)
+			}
+			if pause(ctx) != nil {
+				return fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, leaseKey(node), err)
+			}
+		}
+	}
+	return nil
+}
 
 // takeIncarnation takes this node's next incarnation. It reads inc.N from the
 // bucket's leader, claims the recovery of the incarnation it holds (waiting

@@ -346,6 +346,43 @@ func TestLeaseClaimSurvivorTakesOver(t *testing.T) {
 	}
 }
 
+// TestLeaseServerNameUnique: a node whose embedded server is named as another
+// node's (whose lease is in the bucket) is refused at its lease's start, naming
+// that node and the name, before it takes an incarnation (in an operator's trial
+// such a node joined through the other servers and served); a lease of another
+// node under another name does not stand in the way.
+func TestLeaseServerNameUnique(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, kv := soloWithBucket(t, ctx)
+	put := func(server string) {
+		b, _ := json.Marshal(LeaseValue{Node: 2, Server: server, Incarnation: 3, TTLSeconds: 5, Started: time.Now().UTC(), Refreshed: time.Now().UTC()})
+		if _, err := kv.Put(ctx, leaseKey(2), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("solo") // node 2 runs under this node's server name
+	if l, err := n.StartLease(ctx, claimOpts); err == nil {
+		l.Stop()
+		t.Fatal("node 1 started under server name \"solo\", which node 2's lease names")
+	} else if !errors.Is(err, ErrServerNameTaken) || !strings.Contains(err.Error(), "node 2's lease (incarnation 3") ||
+		!strings.Contains(err.Error(), `names server "solo"`) || !strings.Contains(err.Error(), "cluster.embedded.server_name") {
+		t.Fatalf("start under node 2's server name: %v", err)
+	} else {
+		t.Log(err)
+	}
+	if _, err := kv.Get(ctx, incKey(1)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("inc.1 after the refused start: %v; want none taken", err)
+	}
+
+	put("n2") // node 2 under a name of its own
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatalf("start beside node 2 named n2: %v", err)
+	}
+	l.Stop()
+}
+
 // TestLeaseNodeUnique: a second process starting as a node whose lease another
 // live process refreshes is refused, naming the node and the holder (two
 // processes with one cluster.node hand out the same RRNs and overwrite each

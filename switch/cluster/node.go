@@ -293,6 +293,25 @@ func newPassword() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
+// CheckFiles reads the files the configuration names as a node's start would,
+// without starting anything (switchyard config check): the embedded server's TLS
+// files (each present, the key not readable by others, the certificate and key a
+// pair, a PEM certificate in the CA file), or an external cluster's TLS files and
+// credential. Its errors name the key at fault, as the start's do.
+func (c *Config) CheckFiles() error {
+	switch c.Mode {
+	case ModeEmbedded:
+		if c.Embedded.TLS.Enabled() {
+			_, err := c.Embedded.TLS.serverConfig()
+			return err
+		}
+	case ModeExternal:
+		_, err := c.External.authOptions()
+		return err
+	}
+	return nil
+}
+
 // tlsHandshakeTimeout bounds the embedded server's TLS handshakes (routes and
 // client port); nats-server's own default is 2 s.
 const tlsHandshakeTimeout = 2 * time.Second
@@ -426,27 +445,46 @@ const (
 // WaitJetStream waits until JetStream answers on this node's connection, which
 // in a cluster means the meta group has a leader (a quorum of its servers is
 // up), and, in embedded mode, this server has caught up with it. It polls
-// until ctx ends and then says what it last saw.
+// until ctx ends and then says what it last saw. Every waitReportEvery of the
+// wait it logs at warn level what it last saw and how many peers this server
+// is routed to, so that an operator whose node waits (its peers not started,
+// or routes that reach none of them) learns why before the start gives up.
 func (n *Node) WaitJetStream(ctx context.Context) error {
 	t := time.NewTicker(jsPollInterval)
 	defer t.Stop()
+	start := time.Now()
+	report := start.Add(waitReportEvery)
 	var last error
 	for {
 		last = n.jetStreamReady(ctx)
 		if last == nil {
 			return nil
 		}
+		if now := time.Now(); now.After(report) {
+			report = now.Add(waitReportEvery)
+			n.log.Warn().Err(last).Dur("waited", now.Sub(start).Round(time.Second)).
+				Msgf("still waiting for JetStream on %s%s", n.name(), n.routesSeen())
+		}
 		select {
 		case <-ctx.Done():
-			seen := ""
-			if n.srv != nil && len(n.cfg.Embedded.Routes) > 0 {
-				seen = fmt.Sprintf(" (this server is routed to %d other servers of %d routes configured; check that a majority of them runs and that cluster.embedded.routes reach them)",
-					n.srv.NumRemotes(), len(n.cfg.Embedded.Routes))
-			}
-			return fmt.Errorf("cluster: JetStream not ready on %s when the wait ended: %w%s", n.name(), last, seen)
+			return fmt.Errorf("cluster: JetStream not ready on %s when the wait ended: %w%s", n.name(), last, n.routesSeen())
 		case <-t.C:
 		}
 	}
+}
+
+// waitReportEvery is how often WaitJetStream logs that it still waits (a
+// variable for tests).
+var waitReportEvery = 10 * time.Second
+
+// routesSeen says, for an embedded server with routes, how many other servers it
+// is routed to and what to check ("" otherwise).
+func (n *Node) routesSeen() string {
+	if n.srv == nil || len(n.cfg.Embedded.Routes) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (this server is routed to %d other servers of %d routes configured; check that a majority of them runs and that cluster.embedded.routes reach them)",
+		n.srv.NumRemotes(), len(n.cfg.Embedded.Routes))
 }
 
 func (n *Node) jetStreamReady(ctx context.Context) error {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -578,5 +579,54 @@ func TestNoClientPort(t *testing.T) {
 	}
 	if err := readLast(ctx, s, "noclient.a"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lockedBuffer is a log destination that the embedded server's goroutines and
+// the test may write and read at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestWaitJetStreamReports: a node whose routes reach none of its peers (here
+// they were never started) says so while it waits for JetStream, at warn level
+// every waitReportEvery, naming how many servers it is routed to, and not only
+// when the wait ends: in an operator's trial a node whose peers' route ports were
+// wrong logged nats-server's "Waiting for routing to be established..." for two
+// minutes before its start gave up.
+func TestWaitJetStreamReports(t *testing.T) {
+	defer func(d time.Duration) { waitReportEvery = d }(waitReportEvery)
+	waitReportEvery = 200 * time.Millisecond
+	cfg := nodeConfigs(t, 3)[0] // nodes 2 and 3 never start
+	var logs lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg, Options{Logger: zerolog.New(&logs).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 6500*time.Millisecond) // each probe without a meta leader waits jsProbeTimeout (2 s)
+	defer wcancel()
+	err = n.WaitJetStream(wctx)
+	if err == nil || !strings.Contains(err.Error(), "routed to 0 other servers of 3 routes configured") {
+		t.Fatalf("wait without peers: %v", err)
+	}
+	want := `"message":"still waiting for JetStream on n1 (this server is routed to 0 other servers of 3 routes configured`
+	if c := strings.Count(logs.String(), want); c < 2 {
+		t.Fatalf("%d reports while waiting, want 2 or more; log:\n%s", c, logs.String())
 	}
 }

@@ -270,8 +270,16 @@ func TestAlertsKeys(t *testing.T) {
 }
 
 // TestClusterExamples keeps examples/cluster/node*.yaml valid: three nodes, numbered
-// 1 to 3, sharing their routes.
+// 1 to 3, sharing their routes, each route a node's cluster_addr, every server
+// name, data directory and port a node's own; and docs/cluster.md's table of
+// them ("Three nodes on one machine, step by step") true.
 func TestClusterExamples(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/cluster.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{} // a value each node must have to itself -> the file that has it
+	var routes []string
 	for i := 1; i <= 3; i++ {
 		name := fmt.Sprintf("../../examples/cluster/node%d.yaml", i)
 		c, err := Load(name)
@@ -280,6 +288,29 @@ func TestClusterExamples(t *testing.T) {
 		}
 		if c.Cluster == nil || c.Cluster.Node != i || len(c.Cluster.Embedded.Routes) != 3 || c.Cluster.Replicas != 3 {
 			t.Fatalf("%s: cluster section %+v", name, c.Cluster)
+		}
+		e := c.Cluster.Embedded
+		if len(c.Listeners) != 1 {
+			t.Fatalf("%s: %d listeners, want the one ascii listener", name, len(c.Listeners))
+		}
+		for _, v := range []string{"server_name " + e.ServerName, "data_dir " + c.DataDir, "addr " + c.Admin.Addr, "addr " + c.Listeners[0].Addr,
+			"addr " + e.ClientAddr, "addr " + e.ClusterAddr} {
+			if other, ok := seen[v]; ok {
+				t.Errorf("%s and %s both have %s", other, name, v)
+			}
+			seen[v] = name
+		}
+		if routes == nil {
+			routes = e.Routes
+		} else if strings.Join(e.Routes, ",") != strings.Join(routes, ",") {
+			t.Errorf("%s: routes %v, node 1's %v", name, e.Routes, routes)
+		}
+		if want := "nats-route://" + e.ClusterAddr; !strings.Contains(strings.Join(routes, ","), want) {
+			t.Errorf("%s: the routes %v do not name its cluster_addr (%s)", name, routes, want)
+		}
+		row := fmt.Sprintf("| %d | %s | %s | %s | %s | %s |", i, c.Admin.Addr, c.Listeners[0].Addr, e.ClientAddr, e.ClusterAddr, c.DataDir)
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/cluster.md has no row %q for %s", row, name)
 		}
 	}
 }

@@ -148,7 +148,10 @@ func (s *Server) clusterCertificates(cfg cluster.Config) {
 // tried again: the node must be upgraded; nor a store whose next commits were
 // purged (cluster.ErrCommitsPurged): the node must be started again, which
 // restores the store's snapshot; nor a store's commit this version cannot read
-// (cluster.ErrNewerCommit): the node must be upgraded.
+// (cluster.ErrNewerCommit): the node must be upgraded; nor a lease refused
+// because another process runs as this node (cluster.ErrNodeRunning) or another
+// node under this server name (cluster.ErrServerNameTaken): the configuration
+// must be mended.
 func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(clusterStartTimeout)
 	for try := 0; ; try++ {
@@ -159,7 +162,7 @@ func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) err
 			return nil
 		}
 		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) || errors.Is(err, cluster.ErrCommitsPurged) ||
-			errors.Is(err, cluster.ErrNodeRunning) || errors.Is(err, cluster.ErrNewerCommit) {
+			errors.Is(err, cluster.ErrNodeRunning) || errors.Is(err, cluster.ErrServerNameTaken) || errors.Is(err, cluster.ErrNewerCommit) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		c.log.Warn().Err(err).Str("what", what).Msg("cluster not answering yet; trying again")
