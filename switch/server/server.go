@@ -520,7 +520,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	// refused at the top of Open (config.CheckRulesDir), and one removed while running
 	// makes a reload fail (the rules in force stay) rather than swap in the default pack.
 	ropts := risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(),
-		MaxBytes: int64(cfg.Risk.CounterMemoryMB) << 20}
+		MaxBytes: int64(cfg.Risk.CounterMemoryMB) << 20, RequireRules: !cfg.Risk.AllowEmptyRules}
 	if cfg.Demo {
 		ropts.Fallback = rules.Files
 	}
@@ -1356,6 +1356,9 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if old.CandidatesRoot() != cur.CandidatesRoot() {
 		out = append(out, "risk.candidates_dir")
+	}
+	if old.Risk.AllowEmptyRules != cur.Risk.AllowEmptyRules {
+		out = append(out, "risk.allow_empty_rules")
 	}
 	// The verifier's window and replay cache are sized at start (its keys and
 	// apps are applied by a reload: reloadAttestation).

@@ -70,9 +70,11 @@ const (
 
 const usage = `usage: switchyard rules COMMAND ...
 
-  check DIR [--strict] [--format text|json | --json]
+  check DIR [--strict] [--allow-empty] [--format text|json | --json]
         compile and lint the rule files of DIR; exit 1 with file:line on any
-        problem (--strict: warnings count as problems)
+        problem (--strict: warnings count as problems), and on a set without
+        a rule, which the switch refuses too (--allow-empty: a warning, as with
+        risk.allow_empty_rules: true)
   test DIR [-v] [--run REGEXP] [--format text|json | --json]
         run every rule's tests
   backtest --rules DIR --from T --to T [--format table|csv|json | --json]
@@ -293,6 +295,7 @@ func (t *tool) load(dir string) (*risk.RuleSet, error) {
 func (t *tool) check(args []string) int {
 	fs := t.flags("check")
 	strict := fs.Bool("strict", false, "treat warnings as problems")
+	allowEmpty := fs.Bool("allow-empty", false, "a set without a rule is a warning, not a problem (the switch's risk.allow_empty_rules: true)")
 	format := formatFlag(fs, "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -314,6 +317,11 @@ func (t *tool) check(args []string) int {
 		problems = []risk.Problem{{Message: err.Error()}}
 	default:
 		warnings = rs.Warnings
+		// A set without a rule approves everything: the switch refuses it at start
+		// and on reload unless risk.allow_empty_rules is true, and so does check.
+		if eerr := rs.EmptyError(); eerr != nil && !*allowEmpty {
+			problems = append(problems, risk.Problem{Message: eerr.Error() + " (a switch without risk rules approves everything; --allow-empty if that is meant, with risk.allow_empty_rules: true)"})
+		}
 	}
 	// The merchant rating policy beside the rules is checked with them, and its
 	// tests counted as rules test runs them.
