@@ -79,6 +79,7 @@ import (
 type Server struct {
 	cfg       *config.Config
 	log       zerolog.Logger
+	version   string // the release, for GET /api/v1/info (WithVersion)
 	db        *badger.DB
 	Journal   *journal.Store
 	Metrics   *metrics.Metrics
@@ -244,7 +245,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	// cupSessions exist before the cluster journal's applier starts (it tells them
 	// of other nodes' requests, fold.go), whether or not a cup listener is set up.
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, version: o.version, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -980,6 +981,7 @@ func (s *Server) startAdmin() error {
 		ListReview: s.lists,
 		Journal:    s.Journal,
 		Location:   loc,
+		Version:    s.version,
 		Settle: func(ctx context.Context, date string) (any, error) {
 			if err := s.cl.caughtUp(ctx); err != nil {
 				return nil, api.WithStatus(http.StatusServiceUnavailable, err)
