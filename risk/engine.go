@@ -58,6 +58,11 @@ type Options struct {
 	// from a checkout has its rules). A directory that exists always wins, even with
 	// a problem in it; creating the directory and reloading switches over to it.
 	Fallback fs.FS
+	// RequireRules refuses a rule set without a rule (RuleSet.EmptyError): New
+	// fails, and a reload to one is refused (counted in ReloadsRefused) while the
+	// rules in force stay. The switch sets it unless risk.allow_empty_rules is true:
+	// an empty set approves everything with no fraud check at all.
+	RequireRules bool
 }
 
 // FallbackLabel stands for the directory in RuleSet.Dir and in problems when the
@@ -142,6 +147,7 @@ func New(dir string, opts Options) (*Engine, error) {
 	for _, w := range rs.Warnings {
 		e.log.Warn().Msg("risk rules: " + w.String())
 	}
+	e.warnEmpty(rs)
 	if opts.DB != nil {
 		e.wg.Add(1)
 		go e.flushLoop()
@@ -158,15 +164,34 @@ func (e *Engine) Lists() *Lists { return e.lists }
 // Dir returns the rules directory.
 func (e *Engine) Dir() string { return e.dir }
 
-// load reads the rules directory, or Options.Fallback while the directory does not exist.
+// load reads the rules directory, or Options.Fallback while the directory does not
+// exist, and refuses a set without a rule when Options.RequireRules is set.
 func (e *Engine) load() (*RuleSet, error) {
 	lo := LoadOptions{Location: e.opts.Location, Lists: e.lists}
+	var rs *RuleSet
+	var err error
 	if e.opts.Fallback != nil {
-		if _, err := os.Stat(e.dir); errors.Is(err, fs.ErrNotExist) {
-			return LoadFS(e.opts.Fallback, FallbackLabel, lo)
+		if _, serr := os.Stat(e.dir); errors.Is(serr, fs.ErrNotExist) {
+			rs, err = LoadFS(e.opts.Fallback, FallbackLabel, lo)
 		}
 	}
-	return Load(e.dir, lo)
+	if rs == nil && err == nil {
+		rs, err = Load(e.dir, lo)
+	}
+	if err == nil && e.opts.RequireRules {
+		if eerr := rs.EmptyError(); eerr != nil {
+			return nil, fmt.Errorf("%w (a switch without risk rules approves everything; set risk.allow_empty_rules: true if that is meant)", eerr)
+		}
+	}
+	return rs, err
+}
+
+// warnEmpty logs, when rs has no rule (allowed: Options.RequireRules not set), that
+// every transaction passes the risk engine unchecked.
+func (e *Engine) warnEmpty(rs *RuleSet) {
+	if err := rs.EmptyError(); err != nil {
+		e.log.Warn().Str("dir", rs.Dir).Msg("risk rules: " + err.Error() + ": allowed (risk.allow_empty_rules), every transaction passes the risk engine with no rule")
+	}
 }
 
 // LastReload describes the last reload attempt (or the initial load).
@@ -343,6 +368,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 	for _, w := range rs.Warnings {
 		e.log.Warn().Msg("risk rules: " + w.String())
 	}
+	e.warnEmpty(rs)
 	if e.opts.OnReload != nil {
 		e.opts.OnReload(rs, nil)
 	}

@@ -136,6 +136,9 @@ const KeyPrefix = state.KeyPrefix
 // DefaultTestTime is the time of a rule test's transaction when it gives none.
 var DefaultTestTime = ruleset.DefaultTestTime
 
+// ErrEmpty is wrapped by the error of a rule set without a rule (RuleSet.EmptyError).
+var ErrEmpty = ruleset.ErrEmpty
+
 // Load reads and compiles the rule files of dir (see ruleset.Load).
 func Load(dir string, opts LoadOptions) (*RuleSet, error) { return ruleset.Load(dir, opts) }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/config"
 )
 
@@ -64,6 +65,8 @@ func checkConfigFiles(env *Env, c *config.Config) error {
 	var errs []error
 	if err := c.CheckRulesDir(); err != nil {
 		errs = append(errs, err)
+	} else if err := checkRulesNotEmpty(c); err != nil {
+		errs = append(errs, err)
 	}
 	if !c.HSM.IsPayShield() {
 		lmk, err := keys.LoadLMK(keys.LMKSource{File: c.Security.LMKFile, Env: c.Security.LMKEnv, Demo: c.Demo})
@@ -106,6 +109,27 @@ func checkConfigFiles(env *Env, c *config.Config) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkRulesNotEmpty reports a rules_dir whose rules load but hold no rule, which
+// the switch refuses at start unless risk.allow_empty_rules is true. Problems in the
+// rules themselves are `rules check`'s (the switch reports them at start too); a
+// demo rules_dir that does not exist is the built-in pack.
+func checkRulesNotEmpty(c *config.Config) error {
+	if c.Risk.AllowEmptyRules {
+		return nil
+	}
+	if _, err := os.Stat(c.RulesDir); err != nil {
+		return nil
+	}
+	rs, err := risk.Load(c.RulesDir, risk.LoadOptions{})
+	if err != nil {
+		return nil
+	}
+	if err := rs.EmptyError(); err != nil {
+		return fmt.Errorf("rules_dir: %w: the switch would not start (set risk.allow_empty_rules: true if a switch without risk rules is meant)", err)
+	}
+	return nil
 }
 
 // checkTLSFiles loads a certificate and its key (when cert is set) and a CA file

@@ -63,8 +63,21 @@ func TestConfigCheck(t *testing.T) {
 	if err := os.Mkdir(rulez, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// An empty rules_dir: the switch would refuse it too, unless allowed.
+	code, out, errs = runCLI(t, nil, "config", "check", "--config", prod)
+	if code != 1 || !strings.Contains(errs, "rules_dir: rules directory "+rulez+": no risk rule: found no rule files") {
+		t.Fatalf("empty rules_dir: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	allowed := write("prod-empty.yaml", "rules_dir: "+rulez+"\nrisk: {allow_empty_rules: true}\nlisteners: [{addr: 127.0.0.1:0}]\n"+
+		"security: {lmk_file: "+lmkOK+", card_hash_key_hex: "+strings.Repeat("c3", 32)+"}\n", 0o600)
+	if code, out, errs = runCLI(t, nil, "config", "check", "--config", allowed); code != 0 {
+		t.Fatalf("empty rules_dir allowed: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if err := os.WriteFile(filepath.Join(rulez, "00-deny.yaml"), []byte("rules:\n  - {id: big, condition: \"txn.amount > 99999999\", action: decline, response_code: \"61\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if code, out, errs = runCLI(t, nil, "config", "check", "--config", prod); code != 0 {
-		t.Fatalf("rules_dir made: exit %d, stdout %q, stderr %q", code, out, errs)
+		t.Fatalf("rules_dir with a rule: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	demoRulez := write("demo-rulez.yaml", "demo: true\nrules_dir: "+filepath.Join(dir, "none")+"\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {card_hash_key_hex: "+config.DemoCardHashKey+"}\n", 0o600)
 	if code, out, errs = runCLI(t, nil, "config", "check", "--config", demoRulez); code != 0 {

@@ -20,6 +20,8 @@ type fakeAdmin struct {
 	calls []string // "METHOD /path?query", in order
 }
 
+// newFakeAdmin is a fake admin API answering with answer (nil: every call is an
+// error), and GET /api/v1/info with the zone Asia/Shanghai.
 func newFakeAdmin(t *testing.T, answer http.HandlerFunc) *fakeAdmin {
 	t.Helper()
 	f := &fakeAdmin{}
@@ -29,6 +31,13 @@ func newFakeAdmin(t *testing.T, answer http.HandlerFunc) *fakeAdmin {
 		f.mu.Unlock()
 		if answer == nil {
 			http.Error(w, `{"error":"the fake admin API takes no calls"}`, http.StatusInternalServerError)
+			return
+		}
+		// The fake switch is in the CLI's default zone: the commands that read dates
+		// ask it first (switchZone).
+		if r.Method == http.MethodGet && r.URL.Path == "/api/v1/info" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"version":"test","timezone":"Asia/Shanghai"}`))
 			return
 		}
 		answer(w, r)

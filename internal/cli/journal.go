@@ -30,14 +30,27 @@ func runJournal(env *Env, args []string) int {
 	tid := fs.String("tid", "", "terminal ID")
 	mid := fs.String("mid", "", "merchant ID")
 	rrn := fs.String("rrn", "", "retrieval reference number")
-	from := fs.String("from", "", "from time: RFC 3339, a date YYYY-MM-DD or date-time YYYY-MM-DDTHH:MM in the acquirer's zone ($SWITCHYARD_TIMEZONE, default Asia/Shanghai), unix seconds, or a duration before now (24h)")
+	from := fs.String("from", "", "from time: RFC 3339, a date YYYY-MM-DD or date-time YYYY-MM-DDTHH:MM in the acquirer's zone (the switch's timezone; with --data, or when set, $SWITCHYARD_TIMEZONE, default Asia/Shanghai), unix seconds, or a duration before now (24h)")
 	to := fs.String("to", "", "to time (exclusive), same forms")
 	limit := fs.Int("limit", 100, "at most this many records (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON lines, with every state change")
 	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
-	loc, err := acquirerZone(env)
+	// Dates are the switch's days: its timezone, read from the switch (--admin), or
+	// $SWITCHYARD_TIMEZONE (--data, or set: switchZone).
+	var client *apiclient.Client
+	loc, zoneFrom := (*time.Location)(nil), ""
+	if conn.DataDir == "" {
+		client = conn.Client()
+		loc, zoneFrom, err = switchZone(env, client)
+	} else {
+		loc, err = acquirerZone(env)
+		zoneFrom = zoneFromDefault
+		if env.Getenv("SWITCHYARD_TIMEZONE") != "" {
+			zoneFrom = zoneFromEnv
+		}
+	}
 	if err != nil {
 		return fail(env, "journal: %v", err)
 	}
@@ -87,7 +100,7 @@ func runJournal(env *Env, args []string) int {
 			return fail(env, "journal: %v", errors.Join(err, werr))
 		}
 	} else {
-		err = streamJournal(env.Ctx, conn.Client(), journalValues(q), take)
+		err = streamJournal(env.Ctx, client, journalValues(q), take)
 		if err != nil {
 			return fail(env, "journal: %v", err)
 		}
@@ -103,7 +116,7 @@ func runJournal(env *Env, args []string) int {
 			strconv.FormatInt(r.Amount, 10), r.RC, r.AuthCode, string(r.DecidedBy), r.Reason, string(r.State), r.Issuer})
 	}
 	kit.Table(env.Stdout, fmt.Sprintf("TIME (%s)\tRRN\tMTI\tTYPE\tTID\tMID\tSTAN\tPAN\tAMOUNT\tRC\tAUTH\tBY\tREASON\tSTATE\tISSUER", loc), rows)
-	fmt.Fprintf(env.Stderr, "%d record(s); times in %s, the acquirer's zone (settle --date takes its days)\n", len(recs), loc)
+	fmt.Fprintf(env.Stderr, "%d record(s); times in %s (%s), the acquirer's zone (settle --date takes its days)\n", len(recs), loc, zoneFrom)
 	if q.Limit > 0 && len(recs) == q.Limit {
 		fmt.Fprintf(env.Stderr, "the oldest %d that match: more may follow (narrow with --from/--to, or --limit 0 for all)\n", q.Limit)
 	}

@@ -77,6 +77,9 @@ func runRules(env *Env, args []string) int {
 		defer done()
 		rest = r
 		te.Admin, te.History = c, apiHistory{c}
+		// The journal's commands read dates in the switch's timezone (switchZone),
+		// asked once their flags are parsed.
+		te.Zone = func() (*time.Location, string, error) { return switchZone(env, c) }
 	}
 	return ruletool.Run(env.Ctx, rest, te, env.Stdout, env.Stderr)
 }

@@ -34,3 +34,34 @@ func TestRulesDataDirMustExist(t *testing.T) {
 		t.Errorf("a file as --data: exit %d %s", code, errs)
 	}
 }
+
+// TestRulesCheckEmptySet: `rules check` of a directory without a rule exits 1 (the
+// switch refuses such a set at start and on reload), naming the directory and what
+// it holds, in text and JSON; --allow-empty makes it a pass with the warning; a
+// directory that does not exist is a problem of its own, not an empty set.
+func TestRulesCheckEmptySet(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "10-velocity.YAML"), []byte("rules: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, nil, "rules", "check", dir)
+	if code != 1 || !strings.Contains(out, "rules directory "+dir+": no risk rule: found no rule files") || !strings.Contains(out, "not read: 10-velocity.YAML") {
+		t.Errorf("empty set: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, _ = runCLI(t, nil, "rules", "check", "--json", dir)
+	if code != 1 || !strings.Contains(out, `"ok": false`) || !strings.Contains(out, "no risk rule") {
+		t.Errorf("empty set, json: exit %d, stdout %q", code, out)
+	}
+	code, out, errs = runCLI(t, nil, "rules", "check", "--allow-empty", dir)
+	if code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "0 rule(s)") {
+		t.Errorf("empty set allowed: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	missing := filepath.Join(dir, "rulez")
+	code, out, _ = runCLI(t, nil, "rules", "check", "--allow-empty", missing)
+	if code != 1 || !strings.Contains(out, "rules directory "+missing+" does not exist") {
+		t.Errorf("missing directory: exit %d, stdout %q", code, out)
+	}
+	if code, _, _ := runCLI(t, nil, "rules", "check", "--allow-empty"); code != 2 {
+		t.Errorf("no directory: exit %d, want 2", code)
+	}
+}

@@ -69,7 +69,7 @@ func runServe(env *Env, args []string) int {
 	out := newBufferedLog(env.Stdout)
 	defer out.Close()
 	log := newLogger(out, cfg.Log.Level, cfg.Log.Format)
-	s, err := server.New(cfg, log, DemoIssuer())
+	s, err := server.New(cfg, log, DemoIssuer(), server.WithVersion(Version))
 	if err != nil {
 		log.Error().Err(err).Msg("switch did not start")
 		return 1

@@ -294,6 +294,9 @@ type SourceFile struct {
 // editor backups), sorted by name.
 func ReadDir(dir string) ([]SourceFile, error) {
 	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("rules directory %s does not exist: %w", dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read rules directory %s: %w", dir, err)
 	}
@@ -447,6 +450,42 @@ func compileFrom(dir string, files []SourceFile, opts LoadOptions) (*RuleSet, er
 		le.Dir = dir
 	}
 	return rs, err
+}
+
+// ErrEmpty is what EmptyError's error wraps: a rule set without a rule.
+var ErrEmpty = errors.New("no risk rule")
+
+// EmptyError returns nil when rs has at least one rule, else an error wrapping
+// ErrEmpty that names the directory and what was found in it: the rule files read
+// (none, or files that declare no rule) and the look-alikes not read (X.YAML, a
+// subdirectory of *.yaml). A switch on such a set approves everything with no risk
+// rule at all, so the switch refuses it at start and on reload, and `rules check`
+// reports it as a problem, unless told that an empty set is meant.
+func (rs *RuleSet) EmptyError() error {
+	if len(rs.Rules) > 0 {
+		return nil
+	}
+	var found string
+	switch len(rs.Files) {
+	case 0:
+		found = "no rule files (*.yaml, *.yml)"
+	default:
+		names := make([]string, len(rs.Files))
+		for i, f := range rs.Files {
+			names[i] = filepath.Base(f)
+		}
+		found = fmt.Sprintf("%d rule file(s) (%s) that declare no rule", len(rs.Files), strings.Join(names, ", "))
+	}
+	var unread []string
+	for _, w := range rs.Warnings {
+		if w.File != "" && (strings.HasPrefix(w.Message, "not read") || strings.HasPrefix(w.Message, "a directory of *.yaml files, not read")) {
+			unread = append(unread, filepath.Base(w.File))
+		}
+	}
+	if len(unread) > 0 {
+		found += "; not read: " + strings.Join(unread, ", ") + " (rule files end in .yaml or .yml, in lower case, directly in the directory)"
+	}
+	return fmt.Errorf("rules directory %s: %w: found %s", rs.Dir, ErrEmpty, found)
 }
 
 // Version returns the content hash of files: what RuleSet.Version would be.

@@ -101,6 +101,8 @@ type Options struct {
 	// day of Location, the acquirer's zone (nil: UTC).
 	Journal  *journal.Store
 	Location *time.Location
+	// Version is the switch's release (GET /api/v1/info); "" answers "dev".
+	Version string
 	// Settle builds the settlement report of a local day (YYYY-MM-DD; "": the
 	// switch's yesterday, in its timezone); its errors are the caller's (400).
 	Settle func(ctx context.Context, date string) (any, error)

@@ -17,6 +17,7 @@ import (
 // The switch's own routes, each served when its Options field is set: operators,
 // analysts and reviewers read; the zone key change and the profiler take an admin.
 //
+//	GET  /api/v1/info                                       the switch's release and timezone (Info)
 //	GET  /api/v1/journal?tid=&mid=&rrn=&from=&to=&limit=   records as JSON lines
 //	GET  /api/v1/journal/{rrn}                              one record
 //	GET  /api/v1/settlement[?date=YYYY-MM-DD]               the day's settlement report (default: the switch's yesterday)
@@ -34,6 +35,10 @@ import (
 //	GET  /debug/pprof/...                                   the Go profiler
 func (a *api) switchRoutes() {
 	o := a.o
+	// Always served: the CLI reads the switch's zone here to read dates as its days.
+	a.route("GET /api/v1/info", readers, nil, func(*http.Request, admin.Principal) (any, error) {
+		return InfoOf(o), nil
+	})
 	if o.Journal != nil {
 		g := journalAPI{o.Journal, o.Location}
 		a.route("GET /api/v1/journal", readers, nil, g.query)
@@ -207,6 +212,29 @@ type JournalImport struct {
 type ImportClose struct {
 	TID string    `json:"tid"`
 	At  time.Time `json:"at"`
+}
+
+// Info is the answer of GET /api/v1/info: what a client needs to know of the switch
+// to talk to it in its terms.
+type Info struct {
+	// Version is the switch's release ("dev" for a build without one).
+	Version string `json:"version"`
+	// Timezone is the switch's configured timezone (IANA name): the acquirer's
+	// days (settlement, rule hours without timezone:, the journal's dates) are
+	// its days, and the CLI reads dates given without a zone in it.
+	Timezone string `json:"timezone"`
+}
+
+// InfoOf is the Info o serves.
+func InfoOf(o Options) Info {
+	in := Info{Version: o.Version, Timezone: "UTC"}
+	if in.Version == "" {
+		in.Version = "dev"
+	}
+	if o.Location != nil {
+		in.Timezone = o.Location.String()
+	}
+	return in
 }
 
 // ErrNotCluster answers GET /api/v1/cluster/status on a switch that runs alone.

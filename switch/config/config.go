@@ -177,6 +177,12 @@ type Risk struct {
 	// directory an analyst names, and the only place it reads one from (default:
 	// candidates beside rules_dir; Config.CandidatesRoot).
 	CandidatesDir string `yaml:"candidates_dir"`
+	// AllowEmptyRules lets the switch run a rule set without a rule (default false).
+	// Otherwise a rules_dir with no rule (empty, a wrong path, files renamed .YAML)
+	// stops the start with an error naming the directory and what it holds, and a
+	// reload to such a set is refused while the rules in force stay: an empty set
+	// approves every transaction with no fraud check. Restart to change.
+	AllowEmptyRules bool `yaml:"allow_empty_rules"`
 }
 
 // Profiles configures the merchant profiles: docs/rules.md, "Merchant profiles".

@@ -31,8 +31,15 @@ type StartDemoIssuer func(addr string, log zerolog.Logger) (DemoIssuer, error)
 type Option func(*newOptions)
 
 type newOptions struct {
+	version         string
 	startDemoIssuer StartDemoIssuer
 	startDemoWallet StartDemoWallet
+}
+
+// WithVersion gives the server its release, which GET /api/v1/info reports
+// (default "dev").
+func WithVersion(v string) Option {
+	return func(o *newOptions) { o.version = v }
 }
 
 // WithDemoIssuer gives a demo-mode server the starter of its issuer simulator, used

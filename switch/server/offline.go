@@ -71,6 +71,11 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 			}
 			return Settle(ctx, j, settlementDate(date, time.Now(), loc), loc)
 		}}
+	// GET /api/v1/info reports the zone the tools read dates in (the data directory
+	// does not record its switch's).
+	if loc, err := time.LoadLocation(tz); err == nil {
+		opts.Location = loc
+	}
 	demo := lmk.File == "" && lmk.Env == ""
 	lmk.Demo = demo
 	if key, err := keys.LoadLMK(lmk); err == nil {

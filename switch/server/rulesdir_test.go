@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,5 +65,51 @@ func TestRulesDirMissingRefusedOutsideDemo(t *testing.T) {
 	s = start(t, testswitch.DemoConfig(t, t.TempDir(), missing), nil)
 	if got := s.Risk.RuleSet().Dir; got != risk.FallbackLabel {
 		t.Errorf("demo rules from %q, want the built-in pack (%s)", got, risk.FallbackLabel)
+	}
+}
+
+// TestEmptyRulesRefused: a rules_dir that exists but holds no rule (a deploy that
+// wiped the files) stops the start with an error naming the directory and what it
+// holds, demo mode or not, unless risk.allow_empty_rules is true; a reload (SIGHUP)
+// to a set without a rule is refused, counted, and the rules in force stay.
+func TestEmptyRulesRefused(t *testing.T) {
+	empty := t.TempDir()
+	c := testswitch.DemoConfig(t, t.TempDir(), empty)
+	if s, err := New(c, zerolog.Nop(), testDemoIssuer); err == nil {
+		s.Close()
+		t.Fatal("a switch started on an empty rules directory")
+	} else if !errors.Is(err, risk.ErrEmpty) || !strings.Contains(err.Error(), "rules directory "+empty+": no risk rule: found no rule files") ||
+		!strings.Contains(err.Error(), "risk.allow_empty_rules") {
+		t.Errorf("empty rules directory: %v", err)
+	}
+	c = testswitch.DemoConfig(t, t.TempDir(), empty)
+	c.Risk.AllowEmptyRules = true
+	if s := start(t, c, nil); len(s.Risk.RuleSet().Rules) != 0 {
+		t.Errorf("allowed empty set has %d rules", len(s.Risk.RuleSet().Rules))
+	}
+
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../rules/00-deny.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "00-deny.yaml")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, testswitch.DemoConfig(t, t.TempDir(), dir), nil)
+	v1 := s.Risk.RuleSet().Version
+	if err := os.Rename(file, filepath.Join(dir, "00-deny.YAML")); err != nil {
+		t.Fatal(err)
+	}
+	res := s.Reload(nil)
+	if len(res.Refused) != 1 || !errors.Is(res.Refused[0], risk.ErrEmpty) || !strings.Contains(res.Refused[0].Error(), "not read: 00-deny.YAML") {
+		t.Errorf("reload to an empty set: refused %v", res.Refused)
+	}
+	if got := s.Risk.RuleSet(); got.Version != v1 || len(got.Rules) == 0 {
+		t.Error("the empty set took effect")
+	}
+	if st := s.Risk.Stats(); st.ReloadsRefused != 1 {
+		t.Errorf("reloads refused %d, want 1", st.ReloadsRefused)
 	}
 }

@@ -79,6 +79,7 @@ import (
 type Server struct {
 	cfg       *config.Config
 	log       zerolog.Logger
+	version   string // the release, for GET /api/v1/info (WithVersion)
 	db        *badger.DB
 	Journal   *journal.Store
 	Metrics   *metrics.Metrics
@@ -244,7 +245,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	// cupSessions exist before the cluster journal's applier starts (it tells them
 	// of other nodes' requests, fold.go), whether or not a cup listener is set up.
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, version: o.version, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -520,7 +521,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	// refused at the top of Open (config.CheckRulesDir), and one removed while running
 	// makes a reload fail (the rules in force stay) rather than swap in the default pack.
 	ropts := risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(),
-		MaxBytes: int64(cfg.Risk.CounterMemoryMB) << 20}
+		MaxBytes: int64(cfg.Risk.CounterMemoryMB) << 20, RequireRules: !cfg.Risk.AllowEmptyRules}
 	if cfg.Demo {
 		ropts.Fallback = rules.Files
 	}
@@ -980,6 +981,7 @@ func (s *Server) startAdmin() error {
 		ListReview: s.lists,
 		Journal:    s.Journal,
 		Location:   loc,
+		Version:    s.version,
 		Settle: func(ctx context.Context, date string) (any, error) {
 			if err := s.cl.caughtUp(ctx); err != nil {
 				return nil, api.WithStatus(http.StatusServiceUnavailable, err)
@@ -1356,6 +1358,9 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if old.CandidatesRoot() != cur.CandidatesRoot() {
 		out = append(out, "risk.candidates_dir")
+	}
+	if old.Risk.AllowEmptyRules != cur.Risk.AllowEmptyRules {
+		out = append(out, "risk.allow_empty_rules")
 	}
 	// The verifier's window and replay cache are sized at start (its keys and
 	// apps are applied by a reload: reloadAttestation).

@@ -48,6 +48,13 @@ type ToolEnv struct {
 	// default time zone of rule sets that declare none, and that of the times
 	// printed for people (nil = UTC).
 	Location *time.Location
+	// Zone, when set, returns the acquirer's zone and where it came from (said in
+	// the output's header): backtest, explain and lists call it once their flags
+	// are parsed (so -h asks the switch nothing), and it replaces Location and
+	// ZoneFrom. Its error ends the command (exit 1).
+	Zone func() (*time.Location, string, error)
+	// ZoneFrom says where Location came from ("the switch's timezone"); "" says nothing.
+	ZoneFrom string
 	// RulesDir is the rules directory of explain when --rules is not given
 	// (default "rules").
 	RulesDir string
@@ -70,9 +77,11 @@ const (
 
 const usage = `usage: switchyard rules COMMAND ...
 
-  check DIR [--strict] [--format text|json | --json]
+  check DIR [--strict] [--allow-empty] [--format text|json | --json]
         compile and lint the rule files of DIR; exit 1 with file:line on any
-        problem (--strict: warnings count as problems)
+        problem (--strict: warnings count as problems), and on a set without
+        a rule, which the switch refuses too (--allow-empty: a warning, as with
+        risk.allow_empty_rules: true)
   test DIR [-v] [--run REGEXP] [--format text|json | --json]
         run every rule's tests
   backtest --rules DIR --from T --to T [--format table|csv|json | --json]
@@ -288,11 +297,34 @@ func (t *tool) load(dir string) (*risk.RuleSet, error) {
 	return risk.Load(dir, risk.LoadOptions{Location: t.env.Location, Lists: t.env.Lists})
 }
 
+// resolveZone replaces Location with the one env.Zone gives, once.
+func (t *tool) resolveZone() error {
+	if t.env.Zone == nil {
+		return nil
+	}
+	loc, from, err := t.env.Zone()
+	if err != nil {
+		return err
+	}
+	t.env.Location, t.env.ZoneFrom, t.env.Zone = loc, from, nil
+	return nil
+}
+
+// zoneNote names the zone of the times shown and where it came from:
+// "times in UTC, the switch's timezone".
+func (t *tool) zoneNote() string {
+	if t.env.ZoneFrom == "" {
+		return "times in " + t.env.Location.String()
+	}
+	return "times in " + t.env.Location.String() + ", " + t.env.ZoneFrom
+}
+
 // ---- check ----
 
 func (t *tool) check(args []string) int {
 	fs := t.flags("check")
 	strict := fs.Bool("strict", false, "treat warnings as problems")
+	allowEmpty := fs.Bool("allow-empty", false, "a set without a rule is a warning, not a problem (the switch's risk.allow_empty_rules: true)")
 	format := formatFlag(fs, "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -314,6 +346,11 @@ func (t *tool) check(args []string) int {
 		problems = []risk.Problem{{Message: err.Error()}}
 	default:
 		warnings = rs.Warnings
+		// A set without a rule approves everything: the switch refuses it at start
+		// and on reload unless risk.allow_empty_rules is true, and so does check.
+		if eerr := rs.EmptyError(); eerr != nil && !*allowEmpty {
+			problems = append(problems, risk.Problem{Message: eerr.Error() + " (a switch without risk rules approves everything; --allow-empty if that is meant, with risk.allow_empty_rules: true)"})
+		}
 	}
 	// The merchant rating policy beside the rules is checked with them, and its
 	// tests counted as rules test runs them.
@@ -563,6 +600,10 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	if *format != "table" && *format != "csv" && *format != "json" {
 		return t.usageErr("--format %q: want table, csv or json", *format)
 	}
+	// Dates are the switch's days, and a candidate pack without timezone: its hours.
+	if err := t.resolveZone(); err != nil {
+		return t.fail(fmt.Errorf("backtest: %w", err))
+	}
 	opts := risk.BacktestOptions{Warmup: -1, MaxChanges: *changes}
 	if opts.From, err = t.parseTime(*from); err != nil {
 		return t.usageErr("--from: %v", err)
@@ -643,7 +684,7 @@ func decisionText(d risk.DecisionSummary) string {
 
 func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	w := t.out
-	fmt.Fprintf(w, "Backtest of %s (version %s) from %s to %s\n", dir, rep.Version, t.when(rep.From), t.when(rep.To))
+	fmt.Fprintf(w, "Backtest of %s (version %s) from %s to %s (%s)\n", dir, rep.Version, t.when(rep.From), t.when(rep.To), t.zoneNote())
 	fmt.Fprintf(w, "Warm-up %s: %d transaction(s). Reported: %d transaction(s) in %s.\n", rep.Warmup, rep.WarmupTxns, rep.Transactions, rep.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "Risk declines as they happened: %d (%s); with these rules: %d (%s). Changed decisions: %d.\n\n",
 		rep.DeclinesBefore, amounts(rep.DeclineAmountsBefore), rep.DeclinesAfter, amounts(rep.DeclineAmountsAfter), rep.Changed)
@@ -799,6 +840,9 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 	if code, bad := t.formatErr(*format, "text", "json"); bad {
 		return code
 	}
+	if err := t.resolveZone(); err != nil {
+		return t.fail(fmt.Errorf("explain: %w", err))
+	}
 	if t.env.History == nil {
 		return t.fail(errors.New("explain: no journal to read (run it where the switch's data directory is, or with --data)"))
 	}
@@ -934,6 +978,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if code, bad := t.formatErr(*format, "table", "json"); bad {
 			return code
 		}
+		if err := t.resolveZone(); err != nil {
+			return t.fail(fmt.Errorf("lists: %w", err))
+		}
 		q := url.Values{}
 		if *list != "" {
 			q.Set("list", *list)
@@ -976,6 +1023,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		}
 		if len(pos) != 3 {
 			return t.usageErr("lists add wants LIST KIND VALUE, like: lists add deny bin 476173 --ttl 7d --note 'test BIN'")
+		}
+		if err := t.resolveZone(); err != nil {
+			return t.fail(fmt.Errorf("lists: %w", err))
 		}
 		req := risk.AddListEntry{List: pos[0], Kind: pos[1], Value: pos[2], TTL: *ttl, Note: *note}
 		if *expires != "" {
@@ -1029,6 +1079,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		}
 		if code, bad := t.formatErr(*format, "table", "json"); bad {
 			return code
+		}
+		if err := t.resolveZone(); err != nil {
+			return t.fail(fmt.Errorf("lists: %w", err))
 		}
 		q := url.Values{}
 		if *since != "" {
