@@ -94,7 +94,7 @@ func TestClusterStoreReadOnly(t *testing.T) {
 	// 30 s: in 34 runs the latest was 16.9 s (node 1 answering 91 for 15 s, 13 s
 	// of it after its stalled consumer was replaced; docs/cluster.md, Known
 	// gaps), and each purchase that waits for an applier standing still takes 5 s
-	// of a round. With the 1.5 s Stall (9 runs), 16.4 s: the successor's creation
+	// of a round. With the 1.5 s Stall (15 runs), 16.4 s: the successor's creation
 	// unanswered for 14.8 s, no meta leader answering.
 	const liveBound = 30 * time.Second
 	final := func(n int, r termclient.Result) bool {
