@@ -143,6 +143,25 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
+// applierStall is the applier's ordered.Config.Stall: how long its consumer may
+// deliver nothing while the stream's leader holds messages for it before it is
+// replaced (ordered's default is 5 s). Every request on this node waits for the
+// applier to reach its write's group, up to AckTimeout (5 s), else it is answered
+// 91: with a Stall of 5 s, a consumer standing still (its server's store turned
+// read-only) was replaced after 5.4 to 7.4 s, and a purchase arriving meanwhile was
+// answered 91 (docs/cluster.md, Known gaps). With 1.5 s, a consumer that stops
+// delivering is replaced 1.5 to 2.25 s after its last message (0.75 to 1.5 s after
+// the first it owes, when it was idle), which leaves 2.5 s of the request's 5 for
+// the replacement's creation and the catch-up. It is not shorter because a healthy
+// consumer must not be taken for stalled: it is replaced only when the leader held
+// a message for it at two checks 0.75 s apart (0.375 s at least) with nothing
+// delivered between them, where a healthy replica delivers within milliseconds of
+// the leader's commit (nats-server sends the commit at once); a backlog being
+// delivered, an idle stream, a slow applier (ordered's channel full) and a stream
+// leader's election (no leader answers the check) replace nothing. The price: an
+// idle applier asks the stream's leader once every 0.75 s instead of every 2.5 s.
+const applierStall = 1500 * time.Millisecond
+
 // followStall is how long the applier may stand behind the stream without moving
 // before Following says it does not follow.
 const followStall = 2 * time.Second
@@ -310,11 +329,10 @@ func (j *Journal) follow() error {
 	// Every subject, this node's own too: its first versions are decided here, in
 	// stream order, with the other nodes'.
 	// A consumer that stands still while the stream is ahead (its server's copy
-	// of the stream stopped) is replaced after ordered's Stall (5 s), and
-	// counted.
+	// of the stream stopped) is replaced after applierStall, and counted.
 	m := j.cn.Metrics()
 	m.PrepareConsumersReplaced(StreamName)
-	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log,
+	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log, Stall: applierStall,
 		Replaced: func(reason string) { m.ObserveConsumerReplaced(StreamName, reason) }})
 	if err != nil {
 		return fmt.Errorf("follow %s from sequence %d: %w", StreamName, from, err)

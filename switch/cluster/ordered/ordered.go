@@ -73,7 +73,14 @@ type Config struct {
 	// holds a message it should deliver before it is replaced (ReasonStalled).
 	// The follower asks the leader (one request, and one more per subject with
 	// Subjects) every Stall/2 while its consumer has been silent that long and
-	// the receiver is not behind. Default 5 s.
+	// the receiver is not behind (a receiver that leaves C full, however slow,
+	// never makes its consumer stalled). It replaces the consumer at a check that
+	// finds it silent for Stall and the leader holding a message that it already
+	// held at an earlier check (Stall/4 earlier at least), with nothing delivered
+	// since: so a consumer that stops delivering is replaced Stall to 1.5×Stall
+	// after its last message (Stall/2 to Stall after the first message it should
+	// deliver, when it had been idle), plus one question to the leader; while no
+	// leader answers (an election), none is. Default 5 s.
 	Stall time.Duration
 	// Replaced, when set, is told (from the follower's goroutine) of every
 	// consumer replaced, with the reason (one of Reasons): for a metric. It must
@@ -517,6 +524,8 @@ wait:
 			}
 			held, err := f.held()
 			if err != nil || held < f.next.Load() {
+				// No leader answers (an election: nothing is replaced until one
+				// does), or the consumer has delivered all it holds.
 				ahead = time.Time{}
 				continue
 			}
@@ -524,7 +533,10 @@ wait:
 				ahead, aheadOf = time.Now(), held
 				continue
 			}
-			if silent >= f.cfg.Stall && f.next.Load() <= aheadOf {
+			// The leader held aheadOf when ahead was set, and nothing came since.
+			// A slow answer may bring the next tick right after ahead: wait for
+			// evidence Stall/4 old at least, not a few milliseconds.
+			if silent >= f.cfg.Stall && f.next.Load() <= aheadOf && time.Since(ahead) >= f.cfg.Stall/4 {
 				reason = fmt.Errorf("%w: nothing delivered for %v, the last sequence delivered %d, the stream's leader holding %d (and %d %v ago)",
 					ErrStalled, silent.Round(time.Millisecond), f.next.Load()-1, held, aheadOf, time.Since(ahead).Round(time.Millisecond))
 				break wait

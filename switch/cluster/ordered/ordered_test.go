@@ -680,3 +680,98 @@ func TestIdleNotStalled(t *testing.T) {
 	s2 := publish(t, js, "ev.a", "2")
 	receive(t, f, "ev.a", "2", s2)
 }
+
+// A stalled consumer is replaced within Stall to 1.5×Stall of its last message
+// (here, of its creation: it never delivers), plus one question to the leader,
+// with the Stall the journal's applier uses (1.5 s, cjournal's applierStall): the
+// messages it owed arrive well within the 5 s a request on the node waits for the
+// applier (cjournal's AckTimeout). With the former 5 s, a consumer on a server
+// whose store turned read-only was replaced after 5.4 to 7.4 s, and requests
+// waiting on it were answered 91 (docs/cluster.md, Known gaps).
+func TestConsumerStalledBound(t *testing.T) {
+	const stall = 1500 * time.Millisecond
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	_, fjs := startStallProxy(t, s, js)
+	s1 := publish(t, js, "ev.a", "1")
+	var mu sync.Mutex
+	var created, replaced time.Time // the first consumer's creation, its replacement
+	report := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil && created.IsZero():
+			created = time.Now()
+		case err != nil && replaced.IsZero():
+			replaced = time.Now()
+		}
+	}
+	f, err := Follow(fjs, Config{Stream: "EV", From: s1, Stall: stall, Report: report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	receive(t, f, "ev.a", "1", s1)
+	got := time.Now()
+	mu.Lock()
+	silent, total := replaced.Sub(created), got.Sub(created)
+	mu.Unlock()
+	t.Logf("replaced after %v of silence, the message received %v after the first consumer's creation", silent.Round(time.Millisecond), total.Round(time.Millisecond))
+	if f.Resets() != 1 {
+		t.Errorf("resets %d, want 1", f.Resets())
+	}
+	if silent < stall || silent > stall*3/2+500*time.Millisecond {
+		t.Errorf("the stalled consumer replaced after %v of silence, want %v to %v (1.5×Stall and a question to the leader)", silent, stall, stall*3/2+500*time.Millisecond)
+	}
+	if total > 3500*time.Millisecond {
+		t.Errorf("the message owed received %v after the stalled consumer's creation, want within 3.5 s (a request waits 5 s)", total)
+	}
+}
+
+// A receiver that takes messages slowly, leaving C full for longer than Stall
+// while the stream's leader holds more, does not get its consumer replaced: the
+// consumer is not silent, the receiver is behind. The follower does not even ask
+// the leader meanwhile. Its consumer is kept, and every message arrives once, in
+// order.
+func TestSlowReceiverNotStalled(t *testing.T) {
+	const stall = time.Second
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	p, fjs := startStallProxy(t, s, js)
+	p.mu.Lock()
+	p.silenced = "none" // every consumer delivers
+	p.mu.Unlock()
+	var seqs []uint64
+	for i := range 8 {
+		seqs = append(seqs, publish(t, js, "ev.a", fmt.Sprint(i)))
+	}
+	var rr replacedReasons
+	var r reports
+	f, err := Follow(fjs, Config{Stream: "EV", From: 1, Stall: stall, Buffer: 2, Replaced: rr.replaced, Report: r.report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	for len(p.infos) > 0 {
+		<-p.infos
+	}
+	// The receiver behind: it takes nothing for twice Stall (C full, the
+	// follower's handler waiting for room, the leader holding six more), then
+	// takes three messages with longer than Stall of processing after each.
+	// These waits are the slowness under test, not a synchronization.
+	<-time.After(2 * stall)
+	if n := len(p.infos); n != 0 {
+		t.Errorf("the follower asked the stream's leader %d times while its receiver was behind, want none", n)
+	}
+	for i, seq := range seqs {
+		receive(t, f, "ev.a", fmt.Sprint(i), seq)
+		if i < 3 {
+			<-time.After(stall * 6 / 5)
+		}
+	}
+	if got := rr.get(); len(got) != 0 || f.Resets() != 0 {
+		t.Errorf("a slow receiver's consumer replaced: %v (resets %d; reports: %s)", got, f.Resets(), &r)
+	}
+}
