@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"context"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/switchyard/switchyard/keys"
-	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/server"
 )
 
@@ -18,25 +15,7 @@ import (
 // default until 6 December 2026, which put a purchase at 17:30 UTC on 1 December in
 // 2 December). $SWITCHYARD_TIMEZONE set to another zone wins, with a warning on stderr.
 func TestDatesInTheSwitchsZone(t *testing.T) {
-	dir := t.TempDir()
-	db, j := openSingleJournal(t, dir)
-	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
-	rrn, err := j.NextRRN()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: "purchase", ProcCode: "000000", TID: "T0000001", MID: "000000000000001",
-		STAN: "000123", DE7: "1201173000", PANMasked: "476173******0119", CardHash: "abcd", Amount: 1000, Currency: "156",
-		EntryMode: "071", Issuer: "demo", RC: "00", AuthCode: "000001", DecidedBy: "issuer"}
-	r.AddEvent(journal.StateReceived, at, "")
-	r.AddEvent(journal.StateResponded, at.Add(time.Millisecond), "")
-	if err := j.Write(context.Background(), r, true, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	dir, rrn := journalLateUTCPurchase(t)
 	// The switch's admin API over loopback TCP, its timezone UTC.
 	off, err := server.OpenOffline(dir, "test", "UTC", keys.LMKSource{})
 	if err != nil {

@@ -22,25 +22,7 @@ import (
 // date to settle (issue 12, item 6). A purchase at 17:30 UTC on 1 December is 01:30 on
 // 2 December in Asia/Shanghai, and belongs to the settlement of 2 December.
 func TestJournalAndSettleUseTheAcquirersDay(t *testing.T) {
-	dir := t.TempDir()
-	db, j := openSingleJournal(t, dir)
-	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
-	rrn, err := j.NextRRN()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: "purchase", ProcCode: "000000", TID: "T0000001", MID: "000000000000001",
-		STAN: "000123", DE7: "1201173000", PANMasked: "476173******0119", CardHash: "abcd", Amount: 1000, Currency: "156",
-		EntryMode: "071", Issuer: "demo", RC: "00", AuthCode: "000001", DecidedBy: "issuer"}
-	r.AddEvent(journal.StateReceived, at, "")
-	r.AddEvent(journal.StateResponded, at.Add(time.Millisecond), "")
-	if err := j.Write(context.Background(), r, true, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	dir, rrn := journalLateUTCPurchase(t)
 
 	run := func(args ...string) string {
 		t.Helper()
@@ -191,4 +173,31 @@ func TestZoneKeyChangeGraceInTheAcquirersZone(t *testing.T) {
 	if code, _, _ := runCLI(t, vars, "zone-key-change", "demo"); code != 1 || len(api.Calls()) != 1 {
 		t.Fatalf("a bad zone: exit %d, calls %q (want the key not changed)", code, api.Calls())
 	}
+}
+
+// journalLateUTCPurchase journals, in a stopped single switch's new data directory, one
+// approved purchase at 17:30 UTC on 1 December 2026 (01:30 on 2 December in
+// Asia/Shanghai), and returns the directory and the purchase's RRN.
+func journalLateUTCPurchase(t *testing.T) (dir, rrn string) {
+	t.Helper()
+	dir = t.TempDir()
+	db, j := openSingleJournal(t, dir)
+	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
+	rrn, err := j.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: "purchase", ProcCode: "000000", TID: "T0000001", MID: "000000000000001",
+		STAN: "000123", DE7: "1201173000", PANMasked: "476173******0119", CardHash: "abcd", Amount: 1000, Currency: "156",
+		EntryMode: "071", Issuer: "demo", RC: "00", AuthCode: "000001", DecidedBy: "issuer"}
+	r.AddEvent(journal.StateReceived, at, "")
+	r.AddEvent(journal.StateResponded, at.Add(time.Millisecond), "")
+	if err := j.Write(context.Background(), r, true, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	return dir, rrn
 }
