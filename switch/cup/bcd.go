@@ -12,7 +12,9 @@ import (
 )
 
 // BCD, LBCD and BCDLength are moov-io/iso8583's encoding.BCD, encoding.LBCD and
-// prefix.BCD (v0.26.1), with the same results and errors, but with the conversion
+// prefix.BCD (v0.26.1), with the same results and errors (but for a last nibble F
+// where a digit belongs, refused here, and a 3-digit length's pad digit: see
+// bcdEncoder.Decode and bcdLength.DecodeLength), but with the conversion
 // tables of yerden/go-util/bcd (the library moov uses) built once. Each of moov's
 // calls builds a bcd.Encoder or bcd.Decoder, whose construction fills 256-entry
 // tables from a map: that was three quarters of the CPU of decoding and encoding a
@@ -63,8 +65,17 @@ func (e bcdEncoder) Decode(src []byte, length int) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("not enough data to decode. expected len %d, got %d", read, len(src))
 	}
 	dst := make([]byte, decodedLen)
-	if _, err := bcdDec.Decode(dst, src[:read]); err != nil {
+	n, err := bcdDec.Decode(dst, src[:read])
+	if err != nil {
 		return nil, 0, utils.NewSafeError(err, "failed to perform BCD decoding")
+	}
+	// The library takes a last nibble F for a filler and writes one digit fewer,
+	// without an error: moov then returns a value ending in a zero byte, which no
+	// encoder writes back. Only the pad nibble of a left-aligned odd count may be
+	// that filler; anywhere else it is refused (since 6 December 2026, sixth
+	// release; FuzzCUPDecode).
+	if n < decodedLen && !(e.left && length%2 == 1 && n == length) {
+		return nil, 0, fmt.Errorf("failed to perform BCD decoding: %X ends in the nibble F, not a digit", src[:read])
 	}
 	if e.left {
 		return dst[:length], read, nil

@@ -67,6 +67,14 @@ func TestBCDMatchesMoov(t *testing.T) {
 			length := rng.IntN(2*len(src)+4) - 1 // -1 and too long included
 			got, gn, gerr := e.ours.Decode(src, length)
 			want, wn, werr := e.ref.Decode(src, length)
+			if werr == nil && bytes.IndexByte(want, 0) >= 0 {
+				// The one intended difference: a last nibble F where a digit
+				// belongs, which moov reads as a zero byte, is refused.
+				if gerr == nil || !strings.Contains(gerr.Error(), "ends in the nibble F") {
+					t.Errorf("%s.Decode(%X, %d) = %q, %v; want the nibble F refused (moov's: %q)", e.name, src, length, got, gerr, want)
+				}
+				continue
+			}
 			if !bytes.Equal(got, want) || gn != wn || errString(gerr) != errString(werr) {
 				t.Errorf("%s.Decode(%X, %d) = %q, %d, %v; moov's: %q, %d, %v", e.name, src, length, got, gn, gerr, want, wn, werr)
 			}

@@ -70,10 +70,21 @@ var ErrShort = errors.New("shorter than TPDU + header + MTI + bitmap")
 
 // Decode reads a body (without its length). Its error names the field at fault; bytes
 // left after the last field are an error (moov ignores them).
+//
+// What Decode accepts encodes again (Encode): a value the decoder reads but Spec
+// cannot write back (a strict BCD field such as F11 ending in a filler nibble F) is
+// refused here by packing the message once. The adapter's own path (decode) does
+// not pack: it checks the fields it uses and answers a bad one 30. Until the sixth
+// release of 6 December 2026 the decoder's check for trailing bytes packed the
+// message on every path; measuring the fields instead (wireLen) left Decode without
+// that check, which FuzzCUPDecode found.
 func Decode(body []byte) (*Frame, error) {
 	f, _, err := decode(body)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := f.Msg.Pack(); err != nil {
+		return nil, fmt.Errorf("a message that cannot be encoded again: %w", err)
 	}
 	return f, nil
 }
