@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/saf"
 )
 
@@ -25,9 +26,7 @@ func TestRequeueRolledForwardPastWindowSentOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n := standalone(t, ctx)
-	const window = 200 * time.Millisecond
-	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 100 * time.Millisecond,
-		ParkAfter: 1, Duplicates: window, Logger: testLogger(t)})
+	q := openShortWindow(t, ctx, n)
 	var mu sync.Mutex
 	repeats := 0
 	q.Register("bank", func(_ context.Context, it *saf.Item, repeat bool) error {
@@ -45,7 +44,7 @@ func TestRequeueRolledForwardPastWindowSentOnce(t *testing.T) {
 	waitFor(t, "parked", 30*time.Second, func() bool { return q.IssuerStats()["bank"].Parked.Load() == 1 })
 	// other is another node's queue (no worker), its clock three minutes ahead:
 	// the record it reads is older than staleAfter and than any window.
-	other := openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: window, Logger: testLogger(t),
+	other := openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: shortWindow, Logger: testLogger(t),
 		Now: func() time.Time { return time.Now().Add(3 * time.Minute) }})
 	p, err := other.Parked("bank")
 	if err != nil || len(p) != 1 {
@@ -117,9 +116,7 @@ func TestRequeueRollForwardRace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n := standalone(t, ctx)
-	const window = 200 * time.Millisecond
-	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 100 * time.Millisecond,
-		ParkAfter: 1, Duplicates: window, Logger: testLogger(t)})
+	q := openShortWindow(t, ctx, n)
 	var mu sync.Mutex
 	repeats := map[string]int{}
 	q.Register("bank", func(_ context.Context, it *saf.Item, repeat bool) error {
@@ -140,8 +137,8 @@ func TestRequeueRollForwardRace(t *testing.T) {
 	waitFor(t, "all parked", 30*time.Second, func() bool { return q.IssuerStats()["bank"].Parked.Load() == advices })
 	ahead := func() time.Time { return time.Now().Add(3 * time.Minute) }
 	nodes := []*Queue{
-		openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: window, Logger: testLogger(t), Now: ahead}),
-		openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: window, Logger: testLogger(t), Now: ahead}),
+		openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: shortWindow, Logger: testLogger(t), Now: ahead}),
+		openRetry(t, ctx, n, Options{Replicas: 1, Duplicates: shortWindow, Logger: testLogger(t), Now: ahead}),
 	}
 	p, err := nodes[0].Parked("bank")
 	if err != nil || len(p) != advices {
@@ -186,4 +183,17 @@ func TestRequeueRollForwardRace(t *testing.T) {
 			t.Errorf("the repeat of %s was sent %d times, want once", rrn, n)
 		}
 	}
+}
+
+// shortWindow is the SAF stream's duplicate window in the roll-forward tests, so
+// that a roll-forward can come after it within a test's time.
+const shortWindow = 200 * time.Millisecond
+
+// openShortWindow opens the queue of the roll-forward tests on n: fast retries, an
+// advice parked after one answer without DE 39, the stream's duplicate window
+// shortWindow.
+func openShortWindow(t *testing.T, ctx context.Context, n *cluster.Node) *Queue {
+	t.Helper()
+	return openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 100 * time.Millisecond,
+		ParkAfter: 1, Duplicates: shortWindow, Logger: testLogger(t)})
 }
