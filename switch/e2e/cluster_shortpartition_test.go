@@ -265,21 +265,8 @@ func (c *testCluster) leaseSeen(t *testing.T, n, of int) cluster.LeaseHolder {
 // at once while of is cut off.
 func (c *testCluster) leaseStoredAt(t *testing.T, of int) func() (time.Time, error) {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + c.node(1).nats)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, kv := c.leasesBucket(t)
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	kv, err := js.KeyValue(ctx, cluster.LeaseBucket)
-	if err != nil {
-		t.Fatalf("bucket %s: %v", cluster.LeaseBucket, err)
-	}
 	return func() (time.Time, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -297,21 +284,10 @@ func (c *testCluster) leaseStoredAt(t *testing.T, of int) func() (time.Time, err
 // a restart is not listed.
 func (c *testCluster) recoveryClaims(t *testing.T, of int) []string {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + c.node(1).nats)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, kv := c.leasesBucket(t)
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, cluster.LeaseBucket)
-	if err != nil {
-		t.Fatalf("bucket %s: %v", cluster.LeaseBucket, err)
-	}
 	keys, err := kv.Keys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil
@@ -410,4 +386,27 @@ func (c *testCluster) journalsAsTold(t *testing.T, told map[string]pausedAnswer,
 			return len(wrong) == 0
 		})
 	}
+}
+
+// leasesBucket opens the leases bucket through node 1's client port; the caller
+// closes the connection.
+func (c *testCluster) leasesBucket(t *testing.T) (*nats.Conn, jetstream.KeyValue) {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + c.node(1).nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, cluster.LeaseBucket)
+	if err != nil {
+		nc.Close()
+		t.Fatalf("bucket %s: %v", cluster.LeaseBucket, err)
+	}
+	return nc, kv
 }
