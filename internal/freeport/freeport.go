@@ -8,6 +8,13 @@
 // simulator). A cluster test then sees a node that cannot bind its port. Ports below
 // the ephemeral range are never handed out that way; this package takes them in turn
 // from a random point of that range, skipping those in use.
+//
+// Several processes may hand out ports from the same range at once (a test and the
+// bench it runs as a subprocess, each starting nodes). Each reserves the ports it
+// hands out, for as long as it lives, with a lock on the port's byte of one shared
+// file in the temporary directory (see reserve), and skips ports another process
+// has reserved: a port probed free but not yet bound by the other's node would
+// otherwise be handed out twice.
 package freeport
 
 import (
@@ -82,6 +89,9 @@ func Ports(n int) ([]int, error) {
 		p := next
 		if next++; next == hi {
 			next = lo
+		}
+		if !reserve(p) {
+			continue // handed out by another process
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {

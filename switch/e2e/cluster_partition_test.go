@@ -30,17 +30,18 @@ type routeLink struct {
 
 // startRouteLinks starts a link for each direction of each pair of the three
 // nodes, towards the nodes' cluster addresses (ports[i*4+3], as startCluster
-// lays them out), and stops them when the test ends.
+// lays them out), and stops them when the test ends. The links listen on ports
+// the kernel picks (port 0): bound here at once and held to the end, they need
+// no port picked in advance for a process to bind later (freePorts).
 func startRouteLinks(t *testing.T, ports []string) map[[2]int]*routeLink {
 	t.Helper()
-	addrs := freePorts(t, 6)
 	links := map[[2]int]*routeLink{}
 	for from := 1; from <= 3; from++ {
 		for to := 1; to <= 3; to++ {
 			if from == to {
 				continue
 			}
-			ln, err := net.Listen("tcp", addrs[len(links)])
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
 			}
