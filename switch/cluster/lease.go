@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +93,12 @@ type LeaseOptions struct {
 	OnDead func(ctx context.Context, node int) error
 	// Now is the clock for the lease values (default time.Now).
 	Now func() time.Time
+
+	// loseBumpAck (tests) turns the start's first stored bump of inc.N into an
+	// unanswered one, and its next read of inc.N into a read of the value
+	// before it: an acknowledgement lost in an election and a leader's read
+	// that does not show the bump yet (takeIncarnation).
+	loseBumpAck bool
 }
 
 // LeaseValue is what a node's lease key holds.
@@ -184,6 +191,10 @@ type Lease struct {
 	kv   jetstream.KeyValue
 	opts LeaseOptions
 	self LeaseValue
+	// token names this start in the header of its bump of inc.N
+	// (startTokenHeader), so that it knows its own bump from another
+	// process's when its compare-and-set conflicts (takeIncarnation).
+	token string
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -310,7 +321,8 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	if err != nil {
 		return nil, err
 	}
-	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}, epoch: time.Now(), tried: make(chan struct{}), lostC: make(chan struct{})}
+	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}, epoch: time.Now(), tried: make(chan struct{}), lostC: make(chan struct{}),
+		token: rand.Text()}
 	if err := l.refuseLive(ctx); err != nil {
 		return nil, err
 	}
@@ -519,13 +531,21 @@ func (l *Lease) refuseNameTaken(ctx context.Context) error {
 // compare-and-set on the revision it read. Claiming before the bump means that
 // a start which fails while it waits leaves inc.N unchanged, and the next start
 // claims, and waits for, the same incarnation. The read being the leader's, a
-// conflict means that another process bumped inc.N meanwhile: another process
-// starting as this node (ErrNodeRunning), which may have waited for the same
-// claim (and, its By and ByIncarnation being this start's, taken it as its own).
+// conflict means that inc.N moved on meanwhile: another process starting as
+// this node (ErrNodeRunning), which may have waited for the same claim (and,
+// its By and ByIncarnation being this start's, taken it as its own); or this
+// start's own bump, stored though its acknowledgement was lost, when the read
+// that followed did not show it yet (a leader just elected). The bump carries
+// this start's token (startTokenHeader), and a conflict reads inc.N's last
+// message again to tell the two apart (ownBump).
 func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 	key := incKey(l.n.cfg.Node)
+	var stale *leaderMsg // loseBumpAck: what the next read returns
 	for ctx.Err() == nil {
 		data, rev, _, rerr := l.n.readLeader(ctx, LeaseBucket, key)
+		if stale != nil {
+			data, rev, rerr, stale = stale.data, stale.seq, nil, nil
+		}
 		if rerr != nil {
 			// No leader (a bucket just created, an election): again.
 			if werr := pause(ctx); werr != nil {
@@ -546,18 +566,34 @@ func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 		// Expected: the revision read (0: no message yet). A put the stream's
 		// (lost) leader never acknowledges is, like a read, given up after a
 		// while and read again.
+		msg := &nats.Msg{Subject: leaseSubjects + key, Data: []byte(strconv.FormatUint(p+1, 10)),
+			Header: nats.Header{startTokenHeader: []string{l.token}}}
 		pctx, cancel := context.WithTimeout(ctx, leaderReadWait)
-		_, err := l.n.js.Publish(pctx, leaseSubjects+key, []byte(strconv.FormatUint(p+1, 10)), jetstream.WithExpectLastSequencePerSubject(rev))
+		_, err := l.n.js.PublishMsg(pctx, msg, jetstream.WithExpectLastSequencePerSubject(rev))
 		cancel()
+		if err == nil && l.opts.loseBumpAck {
+			l.opts.loseBumpAck = false
+			stale, err = &leaderMsg{data: data, seq: rev}, nats.ErrTimeout
+		}
 		switch {
 		case err == nil:
 			return p + 1, nil
 		case isConflict(err):
+			inc, own, oerr := l.ownBump(ctx, key, rev)
+			if oerr != nil {
+				return 0, oerr
+			}
+			if own {
+				l.n.log.Info().Str("key", key).Uint64("incarnation", inc).
+					Msg("cluster: this start's bump of its incarnation was stored though its acknowledgement was lost; taking it")
+				return inc, nil
+			}
 			return 0, fmt.Errorf("%w: %s/%s moved past %d while this start read it and waited for its claims: another process started as node %d%s",
 				ErrNodeRunning, LeaseBucket, key, p, l.n.cfg.Node, l.joinedHint(""))
 		case transient(err):
 			// Unknown outcome: read again (a bump of ours that was stored reads
-			// as the next incarnation, claimed afresh).
+			// as the next incarnation, claimed afresh, or conflicts and is
+			// found by ownBump).
 			if werr := pause(ctx); werr != nil {
 				return 0, fmt.Errorf("cluster: bump %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
 			}
@@ -566,6 +602,38 @@ func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, ctx.Err())
+}
+
+// startTokenHeader names the start (Lease.token) whose bump of inc.N a message
+// is.
+const startTokenHeader = "Switchyard-Start"
+
+// ownBump reads key's last message from the bucket's leader after a bump
+// expecting revision rev conflicted, and says whether it is this start's own
+// bump (its token), with the incarnation it holds. A read that still shows rev
+// or less (the leader not caught up) is tried again, as is one nobody answers,
+// until ctx ends.
+func (l *Lease) ownBump(ctx context.Context, key string, rev uint64) (uint64, bool, error) {
+	for {
+		m, err := l.n.readLeaderMsg(ctx, LeaseBucket, key)
+		if err == nil && m != nil && m.seq > rev {
+			h, herr := nats.DecodeHeadersMsg(m.hdrs)
+			if len(m.hdrs) == 0 || herr != nil || h.Get(startTokenHeader) != l.token {
+				return 0, false, nil
+			}
+			inc, perr := strconv.ParseUint(string(m.data), 10, 64)
+			if perr != nil {
+				return 0, false, fmt.Errorf("cluster: %s/%s holds %q, not an incarnation number", LeaseBucket, key, m.data)
+			}
+			return inc, true, nil
+		}
+		if err != nil && !transient(err) {
+			return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump: %w", LeaseBucket, key, err)
+		}
+		if werr := pause(ctx); werr != nil {
+			return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump at revision %d: %w (last read: %+v, %v)", LeaseBucket, key, rev, werr, m, err)
+		}
+	}
 }
 
 func isConflict(err error) bool {
@@ -1381,12 +1449,37 @@ const leaderReadWait = 2 * time.Second
 // message. One read waits at most leaderReadWait (context.DeadlineExceeded
 // then, which transient takes for a read to try again).
 func (n *Node) readLeader(ctx context.Context, bucket, key string) ([]byte, uint64, time.Time, error) {
+	m, err := n.readLeaderMsg(ctx, bucket, key)
+	if err != nil || m == nil {
+		return nil, 0, time.Time{}, err
+	}
+	if len(m.hdrs) > 0 && (strings.Contains(string(m.hdrs), "KV-Operation") || strings.Contains(string(m.hdrs), "Nats-Marker-Reason")) {
+		return nil, m.seq, m.time, nil
+	}
+	if m.data == nil {
+		m.data = []byte{}
+	}
+	return m.data, m.seq, m.time, nil
+}
+
+// leaderMsg is a key's last message as the stream's leader answers it
+// (readLeaderMsg).
+type leaderMsg struct {
+	seq  uint64
+	data []byte
+	hdrs []byte // the headers, encoded (nats.DecodeHeadersMsg)
+	time time.Time
+}
+
+// readLeaderMsg is readLeader's message itself, headers included, delete
+// markers not told apart; nil, nil when the key (or the bucket) has none.
+func (n *Node) readLeaderMsg(ctx context.Context, bucket, key string) (*leaderMsg, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
 	ctx, cancel := context.WithTimeout(ctx, leaderReadWait)
 	defer cancel()
 	msg, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
-		return nil, 0, time.Time{}, err
+		return nil, err
 	}
 	var resp struct {
 		Error *struct {
@@ -1401,24 +1494,18 @@ func (n *Node) readLeader(ctx context.Context, bucket, key string) ([]byte, uint
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, 0, time.Time{}, fmt.Errorf("message get of %s in %s: %w", key, bucket, err)
+		return nil, fmt.Errorf("message get of %s in %s: %w", key, bucket, err)
 	}
 	if resp.Error != nil {
 		if resp.Error.Code == 404 { // no such key, or no such bucket
-			return nil, 0, time.Time{}, nil
+			return nil, nil
 		}
-		return nil, 0, time.Time{}, fmt.Errorf("message get of %s in %s: %d %s", key, bucket, resp.Error.Code, resp.Error.Description)
+		return nil, fmt.Errorf("message get of %s in %s: %d %s", key, bucket, resp.Error.Code, resp.Error.Description)
 	}
 	if resp.Message == nil {
-		return nil, 0, time.Time{}, fmt.Errorf("message get of %s in %s: empty answer", key, bucket)
+		return nil, fmt.Errorf("message get of %s in %s: empty answer", key, bucket)
 	}
-	if len(resp.Message.Hdrs) > 0 && (strings.Contains(string(resp.Message.Hdrs), "KV-Operation") || strings.Contains(string(resp.Message.Hdrs), "Nats-Marker-Reason")) {
-		return nil, resp.Message.Seq, resp.Message.Time, nil
-	}
-	if resp.Message.Data == nil {
-		resp.Message.Data = []byte{}
-	}
-	return resp.Message.Data, resp.Message.Seq, resp.Message.Time, nil
+	return &leaderMsg{seq: resp.Message.Seq, data: resp.Message.Data, hdrs: resp.Message.Hdrs, time: resp.Message.Time}, nil
 }
 
 // unsettledLocked says that the lapse of a lease of TTL ttl (the holder's, which

@@ -766,3 +766,35 @@ func TestLeaseLostCOpen(t *testing.T) {
 	default:
 	}
 }
+
+// TestLeaseOwnBumpAckLost: a start whose bump of inc.1 is stored but never
+// acknowledged, and whose next read of inc.1 does not show it yet (a leader
+// just elected: seen after a partition's heal in CI on 6 December 2026), bumps
+// again on the old revision, conflicts with its own bump and takes it
+// (its token in the header), instead of refusing itself as another process
+// (ErrNodeRunning). Another process's bump is still refused:
+// TestLeaseTwoStartsWaiting.
+func TestLeaseOwnBumpAckLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, kv := soloWithBucket(t, ctx)
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	opts := claimOpts
+	opts.loseBumpAck = true
+	l, err = n.StartLease(ctx, opts)
+	if err != nil {
+		t.Fatalf("a start whose own bump's acknowledgement was lost: %v", err)
+	}
+	defer l.Stop()
+	if got := l.Incarnation(); got != 2 {
+		t.Fatalf("incarnation %d, want 2", got)
+	}
+	e, err := kv.Get(ctx, incKey(1))
+	if err != nil || string(e.Value()) != "2" {
+		t.Fatalf("inc.1 after the start: %v, %v; want 2, bumped once", e, err)
+	}
+}
