@@ -364,6 +364,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 			m.PrepareConsumersReplaced(leaseStream)
 			m.ObserveConsumerReplaced(leaseStream, reason)
 		},
+		Bridged: func(k int) { n.Metrics().ObserveLeaderReads(leaseStream, k) },
 	})
 	if err != nil {
 		cancel()

@@ -333,7 +333,8 @@ func (j *Journal) follow() error {
 	m := j.cn.Metrics()
 	m.PrepareConsumersReplaced(StreamName)
 	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log, Stall: applierStall,
-		Replaced: func(reason string) { m.ObserveConsumerReplaced(StreamName, reason) }})
+		Replaced: func(reason string) { m.ObserveConsumerReplaced(StreamName, reason) },
+		Bridged:  func(n int) { m.ObserveLeaderReads(StreamName, n) }})
 	if err != nil {
 		return fmt.Errorf("follow %s from sequence %d: %w", StreamName, from, err)
 	}

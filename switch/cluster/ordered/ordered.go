@@ -28,12 +28,22 @@
 // there (at most twice, then taken wherever it lands). Messages go to
 // the channel C in stream order; the next consumer starts after the last message
 // put in C, so one the client held but had not put there is fetched again.
+//
+// While a consumer's creation goes unanswered for longer than a moment (no
+// JetStream meta leader: one of the servers was lost, and the meta group elects,
+// or lost its quorum), the follower reads the messages it wants from the stream's
+// leader itself (the message get, which the stream's leader answers without the
+// meta leader), every bridgeEvery, and puts them in C: a stream whose own leader
+// lives is not followed any later for the meta group's election. The consumer
+// created at last skips what was delivered so meanwhile.
 package ordered
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +96,11 @@ type Config struct {
 	// consumer replaced, with the reason (one of Reasons): for a metric. It must
 	// not block.
 	Replaced func(reason string)
+	// Bridged, when set, is told (from the follower's goroutine) how many
+	// messages each round read from the stream's leader while a consumer's
+	// creation went unanswered (see the package comment): for a metric. It
+	// must not block.
+	Bridged func(n int)
 	// Logger gets the first failure to create a consumer (not every attempt after
 	// it) and, once one is created, how many attempts failed; and each
 	// replacement, at most one a minute, with how many went unlogged.
@@ -114,6 +129,10 @@ const (
 	avoidFor   = time.Minute
 	firstPause = 100 * time.Millisecond
 	maxPause   = 2 * time.Second
+	// bridgeEvery spaces the reads from the stream's leader while a consumer's
+	// creation goes unanswered (fromLeader); bridgeAsk bounds one round of them.
+	bridgeEvery = 250 * time.Millisecond
+	bridgeAsk   = time.Second
 	// inactive is how long the server keeps a consumer nobody pulls from: one
 	// this follower abandoned (its deletion not answered, a creation's late
 	// answer) goes by itself.
@@ -177,6 +196,7 @@ type Follower struct {
 	next      atomic.Uint64  // the next stream sequence wanted
 	delivered atomic.Bool    // a message was put in c
 	resets    atomic.Uint64
+	bridged   atomic.Uint64 // messages read from the stream's leader (fromLeader)
 
 	mu    sync.Mutex
 	err   error     // while no consumer exists: why; for Err
@@ -248,6 +268,10 @@ func (f *Follower) Next() uint64 { return f.next.Load() }
 
 // Resets returns how many times a consumer was replaced.
 func (f *Follower) Resets() uint64 { return f.resets.Load() }
+
+// Bridged returns how many messages were read from the stream's leader while
+// no consumer could be created (see the package comment).
+func (f *Follower) Bridged() uint64 { return f.bridged.Load() }
 
 // Stop ends the follower: it cancels a creation or deletion in flight, stops the
 // consumer, and returns once its goroutines have ended. A message the receiver
@@ -395,9 +419,10 @@ func (f *Follower) create() (jetstream.Consumer, string, error) {
 	for {
 		f.serial++
 		cfg.Name = fmt.Sprintf("%s_%d", f.name, f.serial)
-		ctx, cancel := context.WithTimeout(f.ctx, wait)
-		cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, cfg)
-		cancel()
+		if cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy {
+			cfg.OptStartSeq = f.next.Load() // past what fromLeader delivered
+		}
+		cons, err := f.createOne(cfg, wait)
 		if err == nil {
 			f.holder = ""
 			if ci := cons.CachedInfo(); ci != nil && ci.Cluster != nil {
@@ -430,6 +455,181 @@ func (f *Follower) create() (jetstream.Consumer, string, error) {
 		wait, pause = min(2*wait, max(maxAttempt, f.cfg.Attempt)), min(2*pause, maxPause)
 	}
 }
+
+// createOne asks for one consumer, waiting up to wait for the answer. While it
+// waits, every bridgeEvery, it reads what the follower wants from the stream's
+// leader (fromLeader), once a message was delivered or when the follower does not
+// start with each subject's last message (LastPerSubject: what the leader would
+// give from a sequence is not that).
+func (f *Follower) createOne(cfg jetstream.ConsumerConfig, wait time.Duration) (jetstream.Consumer, error) {
+	type result struct {
+		cons jetstream.Consumer
+		err  error
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, wait)
+	defer cancel()
+	done := make(chan result, 1)
+	go func() { // joined below: it ends by ctx at the latest
+		cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, cfg)
+		done <- result{cons, err}
+	}()
+	tick := time.NewTicker(bridgeEvery)
+	defer tick.Stop()
+	logged := false
+	for {
+		select {
+		case r := <-done:
+			return r.cons, r.err
+		case <-tick.C:
+			if f.cfg.LastPerSubject && !f.delivered.Load() {
+				continue
+			}
+			n := f.fromLeader()
+			if n > 0 && f.cfg.Bridged != nil {
+				f.cfg.Bridged(n)
+			}
+			if n > 0 && !logged {
+				logged = true
+				f.cfg.Logger.Info().Str("stream", f.cfg.Stream).Str("consumer", cfg.Name).Uint64("next", f.next.Load()).
+					Int("messages", n).Msg("ordered: no answer to the consumer's creation yet; reading the stream's leader meanwhile")
+			}
+		}
+	}
+}
+
+// fromLeader reads from the stream's leader the messages the follower wants
+// from its next sequence on, in order, and puts them in C while C has room, up
+// to Buffer of them; it returns how many it put. Any failure (no leader
+// answers) ends the round: the next one asks again. The run goroutine's alone,
+// as the consumers' deliveries are.
+func (f *Follower) fromLeader() int {
+	ctx, cancel := context.WithTimeout(f.ctx, bridgeAsk)
+	defer cancel()
+	st, err := f.js.Stream(ctx, f.cfg.Stream) // the leader answers
+	if err != nil {
+		return 0
+	}
+	lastSeq := st.CachedInfo().State.LastSeq
+	subjects := f.cfg.Subjects
+	if len(subjects) == 0 {
+		subjects = []string{">"}
+	}
+	n := 0
+	for n < f.cfg.Buffer && f.next.Load() <= lastSeq {
+		var first *jetstream.RawStreamMsg
+		for _, subj := range subjects {
+			m, err := f.leaderGet(ctx, f.next.Load(), subj)
+			if err != nil {
+				return n
+			}
+			if m != nil && (first == nil || m.Sequence < first.Sequence) {
+				first = m
+			}
+		}
+		if first == nil || first.Sequence < f.next.Load() {
+			return n
+		}
+		m := &leaderMsg{raw: first, stream: f.cfg.Stream}
+		if len(f.cfg.Subjects) == 0 && lastSeq > first.Sequence {
+			m.pending = lastSeq - first.Sequence
+		}
+		select {
+		case f.c <- m:
+			f.next.Store(first.Sequence + 1)
+			f.delivered.Store(true)
+			f.bridged.Add(1)
+			n++
+		default:
+			return n // the receiver is behind: the next round
+		}
+	}
+	return n
+}
+
+// leaderGet asks the stream's leader for its first message on subject (a
+// wildcard allowed) from sequence seq on: the JetStream API's message get, which
+// only the leader answers, not the direct get (jetstream.Stream.GetMsg's choice
+// when the stream allows direct gets), which a replica behind may answer. Nil,
+// nil when there is none.
+func (f *Follower) leaderGet(ctx context.Context, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
+	o := f.js.Options()
+	prefix := o.APIPrefix
+	switch {
+	case prefix == "" && o.Domain != "":
+		prefix = "$JS." + o.Domain + ".API."
+	case prefix == "":
+		prefix = "$JS.API."
+	case !strings.HasSuffix(prefix, "."):
+		prefix += "."
+	}
+	req, _ := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj"`
+	}{seq, subject})
+	msg, err := f.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+f.cfg.Stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Hdrs    []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, fmt.Errorf("ordered: message get of %s from %d: %w", f.cfg.Stream, seq, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("ordered: message get of %s from %d: %d %s", f.cfg.Stream, seq, resp.Error.Code, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return nil, fmt.Errorf("ordered: message get of %s from %d: empty answer", f.cfg.Stream, seq)
+	}
+	m := &jetstream.RawStreamMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Seq, Data: resp.Message.Data, Time: resp.Message.Time}
+	if len(resp.Message.Hdrs) > 0 {
+		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Hdrs); err != nil {
+			return nil, fmt.Errorf("ordered: message get of %s from %d: headers: %w", f.cfg.Stream, seq, err)
+		}
+	}
+	return m, nil
+}
+
+// leaderMsg is a message read from the stream's leader (fromLeader), as C
+// delivers it: its metadata holds its stream sequence, time and (with no
+// Subjects) how many the stream held after it, no consumer sequence. The
+// follower's consumers take no acknowledgement, so neither does it.
+type leaderMsg struct {
+	raw     *jetstream.RawStreamMsg
+	stream  string
+	pending uint64
+}
+
+func (m *leaderMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.raw.Sequence}, NumDelivered: 1,
+		NumPending: m.pending, Timestamp: m.raw.Time, Stream: m.stream}, nil
+}
+func (m *leaderMsg) Data() []byte                       { return m.raw.Data }
+func (m *leaderMsg) Headers() nats.Header               { return m.raw.Header }
+func (m *leaderMsg) Subject() string                    { return m.raw.Subject }
+func (m *leaderMsg) Reply() string                      { return "" }
+func (m *leaderMsg) Ack() error                         { return nil }
+func (m *leaderMsg) DoubleAck(context.Context) error    { return nil }
+func (m *leaderMsg) Nak() error                         { return nil }
+func (m *leaderMsg) NakWithDelay(time.Duration) error   { return nil }
+func (m *leaderMsg) InProgress() error                  { return nil }
+func (m *leaderMsg) Term() error                        { return nil }
+func (m *leaderMsg) TermWithReason(reason string) error { return nil }
 
 // replace reports whether a consume error means the consumer is gone or can no
 // longer be trusted to deliver.
@@ -470,6 +670,12 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 		}
 		if meta.Sequence.Consumer != dseq+1 {
 			signal(fmt.Errorf("%w: consumer sequence %d after %d (stream sequence %d)", ErrGap, meta.Sequence.Consumer, dseq, meta.Sequence.Stream))
+			return
+		}
+		if meta.Sequence.Stream < f.next.Load() {
+			// Delivered from the stream's leader while this consumer's creation
+			// went unanswered (fromLeader).
+			dseq = meta.Sequence.Consumer
 			return
 		}
 		waiting.Store(true)

@@ -775,3 +775,137 @@ func TestSlowReceiverNotStalled(t *testing.T) {
 		t.Errorf("a slow receiver's consumer replaced: %v (resets %d; reports: %s)", got, f.Resets(), &r)
 	}
 }
+
+// holdProxy is an API prefix (HOLD.API) that passes every JetStream API request
+// on to the server except a consumer's creation, which it holds until release:
+// a creation nobody answers (no meta leader) while the stream's leader answers.
+type holdProxy struct {
+	nc   *nats.Conn
+	mu   sync.Mutex
+	held []*nats.Msg
+	hold bool
+}
+
+func startHoldProxy(t *testing.T, s *server.Server) (*holdProxy, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	p := &holdProxy{nc: nc, hold: true}
+	const prefix = "HOLD.API."
+	if _, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		fwd := &nats.Msg{Subject: "$JS.API." + strings.TrimPrefix(m.Subject, prefix), Reply: m.Reply, Data: m.Data, Header: m.Header}
+		p.mu.Lock()
+		if p.hold && strings.HasPrefix(fwd.Subject, "$JS.API.CONSUMER.CREATE.") {
+			p.held = append(p.held, fwd)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		_ = nc.PublishMsg(fwd)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fnc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fnc.Close)
+	fjs, err := jetstream.NewWithAPIPrefix(fnc, "HOLD.API")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, fjs
+}
+
+// release passes the creations held on, and those asked from now on.
+func (p *holdProxy) release() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hold = false
+	for _, m := range p.held {
+		_ = p.nc.PublishMsg(m)
+	}
+	return len(p.held)
+}
+
+// While a consumer's creation goes unanswered (docs/cluster.md, Known gaps: a
+// journal applier whose successor consumer waited 6 to 15 s for a meta leader
+// stood still meanwhile, and its node answered 91), the follower reads the
+// messages from the stream's leader and delivers them in order; the consumer
+// created at last (from the sequence its creation asked for) skips them, and
+// nothing is delivered twice. With Subjects, only theirs are read.
+func TestCreationUnansweredReadsLeader(t *testing.T) {
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	// Direct gets allowed, as the journal's stream does: the follower still asks
+	// the leader.
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}, AllowDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, "ev.a", "1")
+	publish(t, js, "ev.b", "2")
+	p, fjs := startHoldProxy(t, s)
+	var logged syncbuf.Buffer
+	all, err := Follow(fjs, Config{Stream: "EV", From: 1, Attempt: time.Hour, Logger: zerolog.New(&logged)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Stop()
+	onlyB, err := Follow(fjs, Config{Stream: "EV", Subjects: []string{"ev.b"}, From: 1, Attempt: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onlyB.Stop()
+	receive(t, all, "ev.a", "1", 1)
+	receive(t, all, "ev.b", "2", 2)
+	receive(t, onlyB, "ev.b", "2", 2)
+	publish(t, js, "ev.a", "3")
+	publish(t, js, "ev.b", "4")
+	receive(t, all, "ev.a", "3", 3)
+	receive(t, all, "ev.b", "4", 4)
+	receive(t, onlyB, "ev.b", "4", 4)
+	for _, f := range []*Follower{all, onlyB} {
+		if has, _, _ := f.Consumer(); has {
+			t.Fatal("a consumer exists while its creation is held")
+		}
+	}
+	if all.Bridged() != 4 || onlyB.Bridged() != 2 {
+		t.Fatalf("read from the leader: %d and %d messages, want 4 and 2", all.Bridged(), onlyB.Bridged())
+	}
+	if !strings.Contains(logged.String(), "reading the stream's leader meanwhile") {
+		t.Errorf("not logged:\n%s", logged.String())
+	}
+
+	// The creations answered now: each consumer starts at sequence 1 (what its
+	// creation asked for), and skips what the leader gave.
+	if n := p.release(); n != 2 {
+		t.Fatalf("%d creations held, want 2 (one a follower)", n)
+	}
+	for _, f := range []*Follower{all, onlyB} {
+		deadline := time.Now().Add(guard)
+		for has, _, _ := f.Consumer(); !has; has, _, _ = f.Consumer() {
+			if time.Now().After(deadline) {
+				t.Fatalf("no consumer within %v of the creations' release", guard)
+			}
+			time.Sleep(10 * time.Millisecond) // polling the follower's state, with a deadline
+		}
+	}
+	publish(t, js, "ev.a", "5")
+	publish(t, js, "ev.b", "6")
+	receive(t, all, "ev.a", "5", 5)
+	receive(t, all, "ev.b", "6", 6)
+	receive(t, onlyB, "ev.b", "6", 6)
+	if all.Bridged() != 4 || onlyB.Bridged() != 2 || all.Resets() != 0 || onlyB.Resets() != 0 {
+		t.Fatalf("after the consumers: read from the leader %d and %d, resets %d and %d; want 4, 2, 0, 0",
+			all.Bridged(), onlyB.Bridged(), all.Resets(), onlyB.Resets())
+	}
+}
