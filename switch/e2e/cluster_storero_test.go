@@ -222,7 +222,8 @@ func TestClusterStoreReadOnly(t *testing.T) {
 }
 
 // replacedConsumers returns the node's non-zero series of
-// switchyard_cluster_consumers_replaced_total (switch/cluster/ordered), or why
+// switchyard_cluster_consumers_replaced_total and
+// switchyard_cluster_leader_reads_total (switch/cluster/ordered), or why
 // /metrics could not be read.
 func (n *clusterNode) replacedConsumers() string {
 	code, b, err := n.api("GET", "/metrics", "", nil)
@@ -231,13 +232,13 @@ func (n *clusterNode) replacedConsumers() string {
 	}
 	var out []string
 	for _, m := range replacedSeries.FindAllStringSubmatch(string(b), -1) {
-		if m[2] != "0" {
-			out = append(out, m[1]+" "+m[2])
+		if m[3] != "0" {
+			out = append(out, m[1]+m[2]+" "+m[3])
 		}
 	}
 	return fmt.Sprintf("node %d's consumers replaced: %v", n.n, out)
 }
 
 // replacedSeries matches a series of switchyard_cluster_consumers_replaced_total
-// and its value.
-var replacedSeries = regexp.MustCompile(`(?m)^switchyard_cluster_consumers_replaced_total(\{[^}]*\}) (\S+)$`)
+// or switchyard_cluster_leader_reads_total: its kind, labels and value.
+var replacedSeries = regexp.MustCompile(`(?m)^switchyard_cluster_(consumers_replaced|leader_reads)_total(\{[^}]*\}) (\S+)$`)
