@@ -32,7 +32,7 @@ const guard = 30 * time.Second
 
 // startServers starts n JetStream servers in this process (clustered when
 // n > 1) and returns them; t.Cleanup stops them.
-func startServers(t *testing.T, n int) []*server.Server {
+func startServers(t testing.TB, n int) []*server.Server {
 	t.Helper()
 	var routes []*url.URL
 	var ports []int
@@ -79,7 +79,7 @@ func startServers(t *testing.T, n int) []*server.Server {
 }
 
 // connect connects to urls (the first preferred) and returns JetStream.
-func connect(t *testing.T, urls ...string) jetstream.JetStream {
+func connect(t testing.TB, urls ...string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(strings.Join(urls, ","), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -95,7 +95,7 @@ func connect(t *testing.T, urls ...string) jetstream.JetStream {
 
 // createStream creates stream EV on subjects ev.> with r replicas, asking again
 // until the cluster has a meta leader that places it.
-func createStream(t *testing.T, js jetstream.JetStream, r int) {
+func createStream(t testing.TB, js jetstream.JetStream, r int) {
 	t.Helper()
 	deadline := time.Now().Add(guard)
 	for {
