@@ -8,9 +8,11 @@ import (
 	"syscall"
 )
 
-// lockName is the shared file, in os.TempDir, whose byte p a process locks to
-// reserve port p.
-const lockName = "switchyard-freeport.lock"
+// lockPath is the shared file whose byte p a process locks to reserve port p:
+// in /tmp, not os.TempDir, which follows $TMPDIR (a test may give a child its
+// own, and would then reserve ports in a file nobody else reads). Where /tmp
+// cannot hold it, os.TempDir's.
+const lockPath = "/tmp/switchyard-freeport.lock"
 
 var (
 	lockFile *os.File // nil until opened; stays open for the life of the process
@@ -27,7 +29,10 @@ var (
 // yes: the probe by listening is then the only check. Called with mu held.
 func reserve(p int) bool {
 	if lockFile == nil && lockErr == nil {
-		lockFile, lockErr = os.OpenFile(filepath.Join(os.TempDir(), lockName), os.O_RDWR|os.O_CREATE, 0o666)
+		lockFile, lockErr = openLock(lockPath)
+		if lockErr != nil {
+			lockFile, lockErr = openLock(filepath.Join(os.TempDir(), filepath.Base(lockPath)))
+		}
 	}
 	if lockErr != nil {
 		return true
@@ -42,4 +47,18 @@ func reserve(p int) bool {
 	default:
 		return true
 	}
+}
+
+// openLock opens (creating) the shared file at path for writing, readable and
+// writable by every user (the umask would leave another user's processes unable
+// to lock it, and their reservations off).
+func openLock(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() != 0o666 {
+		_ = f.Chmod(0o666) // only its owner can; others' files stay as they are
+	}
+	return f, nil
 }

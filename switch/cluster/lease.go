@@ -95,9 +95,10 @@ type LeaseOptions struct {
 	Now func() time.Time
 
 	// loseBumpAck (tests) turns the start's first stored bump of inc.N into an
-	// unanswered one, and its next read of inc.N into a read of the value
-	// before it: an acknowledgement lost in an election and a leader's read
-	// that does not show the bump yet (takeIncarnation).
+	// unanswered one, its next read of inc.N into a read of the value before
+	// it, and the first read after the conflict into a 503: an acknowledgement
+	// lost in an election, a leader's read that does not show the bump yet, and
+	// a server without a meta leader (takeIncarnation, ownBump).
 	loseBumpAck bool
 }
 
@@ -195,6 +196,9 @@ type Lease struct {
 	// (startTokenHeader), so that it knows its own bump from another
 	// process's when its compare-and-set conflicts (takeIncarnation).
 	token string
+	// failOwnRead (tests, LeaseOptions.loseBumpAck): ownBump's next read
+	// fails as a server without a meta leader answers it (503).
+	failOwnRead bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -364,7 +368,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 			m.PrepareConsumersReplaced(leaseStream)
 			m.ObserveConsumerReplaced(leaseStream, reason)
 		},
-		Bridged: func(k int) { n.Metrics().ObserveLeaderReads(leaseStream, k) },
+		Bridged: func(k int) { n.Metrics().ObserveReadsWithoutConsumer(leaseStream, k) },
 	})
 	if err != nil {
 		cancel()
@@ -575,6 +579,7 @@ func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 		if err == nil && l.opts.loseBumpAck {
 			l.opts.loseBumpAck = false
 			stale, err = &leaderMsg{data: data, seq: rev}, nats.ErrTimeout
+			l.failOwnRead = true
 		}
 		switch {
 		case err == nil:
@@ -612,11 +617,24 @@ const startTokenHeader = "Switchyard-Start"
 // ownBump reads key's last message from the bucket's leader after a bump
 // expecting revision rev conflicted, and says whether it is this start's own
 // bump (its token), with the incarnation it holds. A read that still shows rev
-// or less (the leader not caught up) is tried again, as is one nobody answers,
-// until ctx ends.
-func (l *Lease) ownBump(ctx context.Context, key string, rev uint64) (uint64, bool, error) {
+// or less (the leader not caught up), or that fails (nobody answers, or a
+// server without a meta leader answers 503 at once: the elections a lost
+// acknowledgement comes with), is tried again for up to ownBumpWait; then, or
+// when the message is another's, false: the start is refused as another
+// process's (ErrNodeRunning), as it always was before the token. One case is
+// left: a leader's read that shows this start's bump but not yet a later one of
+// another process starting as this node (which a stale read had let through
+// too) would let both run; the later one's claim on this start's incarnation
+// then fences it.
+func (l *Lease) ownBump(parent context.Context, key string, rev uint64) (uint64, bool, error) {
+	ctx, cancel := context.WithTimeout(parent, ownBumpWait)
+	defer cancel()
 	for {
 		m, err := l.n.readLeaderMsg(ctx, LeaseBucket, key)
+		if l.failOwnRead {
+			l.failOwnRead = false
+			m, err = nil, fmt.Errorf("message get of %s in %s: 503 JetStream system temporarily unavailable", key, LeaseBucket)
+		}
 		if err == nil && m != nil && m.seq > rev {
 			h, herr := nats.DecodeHeadersMsg(m.hdrs)
 			if len(m.hdrs) == 0 || herr != nil || h.Get(startTokenHeader) != l.token {
@@ -628,14 +646,19 @@ func (l *Lease) ownBump(ctx context.Context, key string, rev uint64) (uint64, bo
 			}
 			return inc, true, nil
 		}
-		if err != nil && !transient(err) {
-			return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump: %w", LeaseBucket, key, err)
-		}
-		if werr := pause(ctx); werr != nil {
-			return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump at revision %d: %w (last read: %+v, %v)", LeaseBucket, key, rev, werr, m, err)
+		if pause(ctx) != nil {
+			if perr := parent.Err(); perr != nil {
+				return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump at revision %d: %w (last: %v)", LeaseBucket, key, rev, perr, err)
+			}
+			l.n.log.Warn().Str("key", key).Uint64("expected_revision", rev).AnErr("last_read_error", err).
+				Msg("cluster: could not read whose bump of the incarnation conflicted with this start's; taking it for another process's")
+			return 0, false, nil
 		}
 	}
 }
+
+// ownBumpWait bounds ownBump's reads.
+const ownBumpWait = 10 * time.Second
 
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError

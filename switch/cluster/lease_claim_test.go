@@ -770,9 +770,10 @@ func TestLeaseLostCOpen(t *testing.T) {
 // TestLeaseOwnBumpAckLost: a start whose bump of inc.1 is stored but never
 // acknowledged, and whose next read of inc.1 does not show it yet (a leader
 // just elected: seen after a partition's heal in CI on 6 December 2026), bumps
-// again on the old revision, conflicts with its own bump and takes it
-// (its token in the header), instead of refusing itself as another process
-// (ErrNodeRunning). Another process's bump is still refused:
+// again on the old revision, conflicts with its own bump and takes it (its
+// token in the header; the first read after the conflict answered 503, as a
+// server without a meta leader answers), instead of refusing itself as
+// another process (ErrNodeRunning). Another process's bump is still refused:
 // TestLeaseTwoStartsWaiting.
 func TestLeaseOwnBumpAckLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -45,9 +45,9 @@ type Metrics struct {
 	// delivered nothing while the stream's leader held messages for it),
 	// heartbeat, gone, gap, other.
 	ConsumersReplaced *prometheus.CounterVec
-	// LeaderReads counts the messages followers read from a stream's leader
-	// while no consumer could be created (ordered.Config.Bridged).
-	LeaderReads *prometheus.CounterVec
+	// ReadsWithoutConsumer counts the messages followers read themselves while no
+	// consumer could be created (ordered.Config.Bridged).
+	ReadsWithoutConsumer *prometheus.CounterVec
 
 	backlogMu sync.Mutex
 	backlogOf map[string]map[string]bool // stream -> its consumers in the last status
@@ -82,14 +82,14 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 		ConsumersReplaced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cluster_consumers_replaced_total", Help: "Consumers this node's stream followers replaced, by stream and reason (stalled, heartbeat, gone, gap, other).",
 		}, []string{"stream", "reason"}),
-		LeaderReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_cluster_leader_reads_total", Help: "Messages this node's stream followers read from the stream's leader while their consumer's creation went unanswered (no meta leader), by stream.",
+		ReadsWithoutConsumer: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cluster_reads_without_consumer_total", Help: "Messages this node's stream followers read themselves (direct or message gets) while no consumer could be created (no meta leader), by stream.",
 		}, []string{"stream"}),
 	}
 	for _, result := range []string{"taken", "waited", "failed"} {
 		m.RecordLocks.WithLabelValues(result) // at zero: the alert's increase() sees the first failure
 	}
-	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks, m.ConsumersReplaced, m.LeaderReads} {
+	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks, m.ConsumersReplaced, m.ReadsWithoutConsumer} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("cluster: register metrics: %w", err)
 		}
@@ -201,18 +201,18 @@ func (m *Metrics) ObserveCompaction(store, result string) {
 // increase() over them sees the first one.
 func (m *Metrics) PrepareConsumersReplaced(stream string) {
 	if m != nil {
-		m.LeaderReads.WithLabelValues(stream)
+		m.ReadsWithoutConsumer.WithLabelValues(stream)
 		for _, reason := range ordered.Reasons {
 			m.ConsumersReplaced.WithLabelValues(stream, reason)
 		}
 	}
 }
 
-// ObserveLeaderReads counts n messages of stream a follower read from the
-// stream's leader (ordered.Config.Bridged).
-func (m *Metrics) ObserveLeaderReads(stream string, n int) {
+// ObserveReadsWithoutConsumer counts n messages of stream a follower read itself while
+// it had no consumer (ordered.Config.Bridged).
+func (m *Metrics) ObserveReadsWithoutConsumer(stream string, n int) {
 	if m != nil {
-		m.LeaderReads.WithLabelValues(stream).Add(float64(n))
+		m.ReadsWithoutConsumer.WithLabelValues(stream).Add(float64(n))
 	}
 }
 

@@ -415,7 +415,7 @@ func (f *Follower) consume() error {
 		From:     f.r.Revision() + 1,
 		Logger:   l.s.n.log.With().Str("store", l.name).Logger(),
 		Replaced: func(reason string) { m.ObserveConsumerReplaced(stateStream, reason) },
-		Bridged:  func(n int) { m.ObserveLeaderReads(stateStream, n) },
+		Bridged:  func(n int) { m.ObserveReadsWithoutConsumer(stateStream, n) },
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)

@@ -223,7 +223,7 @@ func TestClusterStoreReadOnly(t *testing.T) {
 
 // replacedConsumers returns the node's non-zero series of
 // switchyard_cluster_consumers_replaced_total and
-// switchyard_cluster_leader_reads_total (switch/cluster/ordered), or why
+// switchyard_cluster_reads_without_consumer_total (switch/cluster/ordered), or why
 // /metrics could not be read.
 func (n *clusterNode) replacedConsumers() string {
 	code, b, err := n.api("GET", "/metrics", "", nil)
@@ -240,5 +240,5 @@ func (n *clusterNode) replacedConsumers() string {
 }
 
 // replacedSeries matches a series of switchyard_cluster_consumers_replaced_total
-// or switchyard_cluster_leader_reads_total: its kind, labels and value.
-var replacedSeries = regexp.MustCompile(`(?m)^switchyard_cluster_(consumers_replaced|leader_reads)_total(\{[^}]*\}) (\S+)$`)
+// or switchyard_cluster_reads_without_consumer_total: its kind, labels and value.
+var replacedSeries = regexp.MustCompile(`(?m)^switchyard_cluster_(consumers_replaced|reads_without_consumer)_total(\{[^}]*\}) (\S+)$`)

@@ -334,7 +334,7 @@ func (j *Journal) follow() error {
 	m.PrepareConsumersReplaced(StreamName)
 	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log, Stall: applierStall,
 		Replaced: func(reason string) { m.ObserveConsumerReplaced(StreamName, reason) },
-		Bridged:  func(n int) { m.ObserveLeaderReads(StreamName, n) }})
+		Bridged:  func(n int) { m.ObserveReadsWithoutConsumer(StreamName, n) }})
 	if err != nil {
 		return fmt.Errorf("follow %s from sequence %d: %w", StreamName, from, err)
 	}

@@ -3,7 +3,6 @@ package jsaf
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/switchyard/switchyard/internal/freeport"
 	"github.com/switchyard/switchyard/switch/cluster"
 )
 
@@ -46,22 +46,15 @@ func standalone(t *testing.T, ctx context.Context) *cluster.Node {
 func threeNodes(t *testing.T, ctx context.Context) []*cluster.Node {
 	t.Helper()
 	// Route ports must be known before any node starts (every node is started
-	// with its peers' routes): bind :0, note the port, release it. Another
-	// process could take one in between; Start then fails and a rerun passes.
-	var ports []int
-	var ls []net.Listener
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	// with its peers' routes): freeport picks them outside the ephemeral range,
+	// reserved from the other processes that use it.
+	ports, err := freeport.Ports(3)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var routes []string
-	for i, l := range ls {
-		l.Close()
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i]))
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	base := t.TempDir()
 	nodes := make([]*cluster.Node, 3)

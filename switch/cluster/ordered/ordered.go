@@ -29,21 +29,22 @@
 // the channel C in stream order; the next consumer starts after the last message
 // put in C, so one the client held but had not put there is fetched again.
 //
-// While a consumer's creation goes unanswered for longer than a moment (no
-// JetStream meta leader: one of the servers was lost, and the meta group elects,
-// or lost its quorum), the follower reads the messages it wants from the stream's
-// leader itself (the message get, which the stream's leader answers without the
-// meta leader), every bridgeEvery, and puts them in C: a stream whose own leader
-// lives is not followed any later for the meta group's election. The consumer
-// created at last skips what was delivered so meanwhile.
+// While no consumer can be created (no JetStream meta leader: one of the servers
+// was lost and the meta group elects, or it lost its quorum; a creation is then
+// unanswered, or refused at once with 503), the follower reads the messages it
+// wants itself, every bridgeEvery, and puts them in C: a stream whose own group
+// still has a leader is not followed any later for the meta group's election.
+// It reads them by direct get where the stream allows it (answered by a
+// replica, the one on the client's own server first, without the meta group),
+// else by the API's message get (answered by the stream's leader, but refused by
+// every server once it knows it has no meta leader). The consumer created at
+// last skips what was delivered so meanwhile.
 package ordered
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,9 +98,8 @@ type Config struct {
 	// not block.
 	Replaced func(reason string)
 	// Bridged, when set, is told (from the follower's goroutine) how many
-	// messages each round read from the stream's leader while a consumer's
-	// creation went unanswered (see the package comment): for a metric. It
-	// must not block.
+	// messages each round read while no consumer could be created (see the
+	// package comment): for a metric. It must not block.
 	Bridged func(n int)
 	// Logger gets the first failure to create a consumer (not every attempt after
 	// it) and, once one is created, how many attempts failed; and each
@@ -129,8 +129,8 @@ const (
 	avoidFor   = time.Minute
 	firstPause = 100 * time.Millisecond
 	maxPause   = 2 * time.Second
-	// bridgeEvery spaces the reads from the stream's leader while a consumer's
-	// creation goes unanswered (fromLeader); bridgeAsk bounds one round of them.
+	// bridgeEvery spaces the follower's own reads of the stream while it has no
+	// consumer (readStream); bridgeAsk bounds one round of them.
 	bridgeEvery = 250 * time.Millisecond
 	bridgeAsk   = time.Second
 	// inactive is how long the server keeps a consumer nobody pulls from: one
@@ -196,7 +196,7 @@ type Follower struct {
 	next      atomic.Uint64  // the next stream sequence wanted
 	delivered atomic.Bool    // a message was put in c
 	resets    atomic.Uint64
-	bridged   atomic.Uint64 // messages read from the stream's leader (fromLeader)
+	bridged   atomic.Uint64 // messages read without a consumer (readStream)
 
 	mu    sync.Mutex
 	err   error     // while no consumer exists: why; for Err
@@ -211,6 +211,7 @@ type Follower struct {
 	avoid        string    // the server of the last consumer replaced for a stall
 	avoidUntil   time.Time // until when create avoids it
 	holder       string    // the server of the current consumer, as its creation said
+	bridgeLogged bool      // a bridge round was logged since the last consumer
 }
 
 // Follow starts following cfg.Stream from cfg.From. It does not wait for the
@@ -269,8 +270,8 @@ func (f *Follower) Next() uint64 { return f.next.Load() }
 // Resets returns how many times a consumer was replaced.
 func (f *Follower) Resets() uint64 { return f.resets.Load() }
 
-// Bridged returns how many messages were read from the stream's leader while
-// no consumer could be created (see the package comment).
+// Bridged returns how many messages the follower read itself while no
+// consumer could be created (see the package comment).
 func (f *Follower) Bridged() uint64 { return f.bridged.Load() }
 
 // Stop ends the follower: it cancels a creation or deletion in flight, stops the
@@ -341,6 +342,7 @@ func (f *Follower) run() {
 			return // stopped
 		}
 		f.report(nil, true)
+		f.bridgeLogged = false
 		from := f.next.Load()
 		err = f.consume(cons)
 		f.wg.Add(1)
@@ -378,14 +380,45 @@ func (f *Follower) run() {
 }
 
 // sleep waits d, or until the follower stops; it says whether to go on.
+// It is called only while the follower has no consumer, and reads the stream
+// meanwhile (bridge).
 func (f *Follower) sleep(d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-f.ctx.Done():
-		return false
+	tick := time.NewTicker(bridgeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-f.ctx.Done():
+			return false
+		case <-tick.C:
+			f.bridge()
+		}
+	}
+}
+
+// bridge is one round of reading the stream while the follower has no
+// consumer (readStream), told to Config.Bridged and logged once until the next
+// consumer; none for a follower that starts with each subject's last message
+// until it has delivered one (what the stream holds from a sequence is not
+// that).
+func (f *Follower) bridge() {
+	if f.cfg.LastPerSubject && !f.delivered.Load() {
+		return
+	}
+	n := f.readStream()
+	if n == 0 {
+		return
+	}
+	if f.cfg.Bridged != nil {
+		f.cfg.Bridged(n)
+	}
+	if !f.bridgeLogged {
+		f.bridgeLogged = true
+		f.cfg.Logger.Info().Str("stream", f.cfg.Stream).Uint64("next", f.next.Load()).Int("messages", n).
+			Msg("ordered: no consumer yet; reading the stream's messages meanwhile")
 	}
 }
 
@@ -420,7 +453,7 @@ func (f *Follower) create() (jetstream.Consumer, string, error) {
 		f.serial++
 		cfg.Name = fmt.Sprintf("%s_%d", f.name, f.serial)
 		if cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy {
-			cfg.OptStartSeq = f.next.Load() // past what fromLeader delivered
+			cfg.OptStartSeq = f.next.Load() // past what readStream delivered
 		}
 		cons, err := f.createOne(cfg, wait)
 		if err == nil {
@@ -456,11 +489,8 @@ func (f *Follower) create() (jetstream.Consumer, string, error) {
 	}
 }
 
-// createOne asks for one consumer, waiting up to wait for the answer. While it
-// waits, every bridgeEvery, it reads what the follower wants from the stream's
-// leader (fromLeader), once a message was delivered or when the follower does not
-// start with each subject's last message (LastPerSubject: what the leader would
-// give from a sequence is not that).
+// createOne asks for one consumer, waiting up to wait for the answer, and
+// reads the stream meanwhile, every bridgeEvery (bridge).
 func (f *Follower) createOne(cfg jetstream.ConsumerConfig, wait time.Duration) (jetstream.Consumer, error) {
 	type result struct {
 		cons jetstream.Consumer
@@ -475,34 +505,25 @@ func (f *Follower) createOne(cfg jetstream.ConsumerConfig, wait time.Duration) (
 	}()
 	tick := time.NewTicker(bridgeEvery)
 	defer tick.Stop()
-	logged := false
 	for {
 		select {
 		case r := <-done:
 			return r.cons, r.err
 		case <-tick.C:
-			if f.cfg.LastPerSubject && !f.delivered.Load() {
-				continue
-			}
-			n := f.fromLeader()
-			if n > 0 && f.cfg.Bridged != nil {
-				f.cfg.Bridged(n)
-			}
-			if n > 0 && !logged {
-				logged = true
-				f.cfg.Logger.Info().Str("stream", f.cfg.Stream).Str("consumer", cfg.Name).Uint64("next", f.next.Load()).
-					Int("messages", n).Msg("ordered: no answer to the consumer's creation yet; reading the stream's leader meanwhile")
-			}
+			f.bridge()
 		}
 	}
 }
 
-// fromLeader reads from the stream's leader the messages the follower wants
-// from its next sequence on, in order, and puts them in C while C has room, up
-// to Buffer of them; it returns how many it put. Any failure (no leader
-// answers) ends the round: the next one asks again. The run goroutine's alone,
-// as the consumers' deliveries are.
-func (f *Follower) fromLeader() int {
+// readStream reads the messages the follower wants from its next sequence on, in
+// order, up to the last sequence the stream's leader holds (its stream info,
+// which the leader answers without the meta leader), and puts them in C while C
+// has room, up to Buffer of them; it returns how many it put. Any failure (no
+// leader answers, a replica that lacks a message yet) ends the round: the next
+// one asks again. A replica's copy never holds a message the stream's leader
+// did not commit, so what a direct get returns is the stream's, in its order.
+// The run goroutine's alone, as the consumers' deliveries are.
+func (f *Follower) readStream() int {
 	ctx, cancel := context.WithTimeout(f.ctx, bridgeAsk)
 	defer cancel()
 	st, err := f.js.Stream(ctx, f.cfg.Stream) // the leader answers
@@ -518,18 +539,23 @@ func (f *Follower) fromLeader() int {
 	for n < f.cfg.Buffer && f.next.Load() <= lastSeq {
 		var first *jetstream.RawStreamMsg
 		for _, subj := range subjects {
-			m, err := f.leaderGet(ctx, f.next.Load(), subj)
+			// A direct get where the stream allows them (jetstream.Stream's
+			// choice), else the message get.
+			m, err := st.GetMsg(ctx, f.next.Load(), jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue // none; or a direct get's replica that lacks it yet
+			}
 			if err != nil {
 				return n
 			}
-			if m != nil && (first == nil || m.Sequence < first.Sequence) {
+			if first == nil || m.Sequence < first.Sequence {
 				first = m
 			}
 		}
 		if first == nil || first.Sequence < f.next.Load() {
 			return n
 		}
-		m := &leaderMsg{raw: first, stream: f.cfg.Stream}
+		m := &readMsg{raw: first, stream: f.cfg.Stream}
 		if len(f.cfg.Subjects) == 0 && lastSeq > first.Sequence {
 			m.pending = lastSeq - first.Sequence
 		}
@@ -546,90 +572,31 @@ func (f *Follower) fromLeader() int {
 	return n
 }
 
-// leaderGet asks the stream's leader for its first message on subject (a
-// wildcard allowed) from sequence seq on: the JetStream API's message get, which
-// only the leader answers, not the direct get (jetstream.Stream.GetMsg's choice
-// when the stream allows direct gets), which a replica behind may answer. Nil,
-// nil when there is none.
-func (f *Follower) leaderGet(ctx context.Context, seq uint64, subject string) (*jetstream.RawStreamMsg, error) {
-	o := f.js.Options()
-	prefix := o.APIPrefix
-	switch {
-	case prefix == "" && o.Domain != "":
-		prefix = "$JS." + o.Domain + ".API."
-	case prefix == "":
-		prefix = "$JS.API."
-	case !strings.HasSuffix(prefix, "."):
-		prefix += "."
-	}
-	req, _ := json.Marshal(struct {
-		Seq     uint64 `json:"seq"`
-		NextFor string `json:"next_by_subj"`
-	}{seq, subject})
-	msg, err := f.js.Conn().RequestWithContext(ctx, prefix+"STREAM.MSG.GET."+f.cfg.Stream, req)
-	if err != nil {
-		return nil, err
-	}
-	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
-		Message *struct {
-			Subject string    `json:"subject"`
-			Seq     uint64    `json:"seq"`
-			Hdrs    []byte    `json:"hdrs"`
-			Data    []byte    `json:"data"`
-			Time    time.Time `json:"time"`
-		} `json:"message"`
-	}
-	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, fmt.Errorf("ordered: message get of %s from %d: %w", f.cfg.Stream, seq, err)
-	}
-	if resp.Error != nil {
-		if resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("ordered: message get of %s from %d: %d %s", f.cfg.Stream, seq, resp.Error.Code, resp.Error.Description)
-	}
-	if resp.Message == nil {
-		return nil, fmt.Errorf("ordered: message get of %s from %d: empty answer", f.cfg.Stream, seq)
-	}
-	m := &jetstream.RawStreamMsg{Subject: resp.Message.Subject, Sequence: resp.Message.Seq, Data: resp.Message.Data, Time: resp.Message.Time}
-	if len(resp.Message.Hdrs) > 0 {
-		if m.Header, err = nats.DecodeHeadersMsg(resp.Message.Hdrs); err != nil {
-			return nil, fmt.Errorf("ordered: message get of %s from %d: headers: %w", f.cfg.Stream, seq, err)
-		}
-	}
-	return m, nil
-}
-
-// leaderMsg is a message read from the stream's leader (fromLeader), as C
+// readMsg is a message the follower read itself (readStream), as C
 // delivers it: its metadata holds its stream sequence, time and (with no
 // Subjects) how many the stream held after it, no consumer sequence. The
 // follower's consumers take no acknowledgement, so neither does it.
-type leaderMsg struct {
+type readMsg struct {
 	raw     *jetstream.RawStreamMsg
 	stream  string
 	pending uint64
 }
 
-func (m *leaderMsg) Metadata() (*jetstream.MsgMetadata, error) {
+func (m *readMsg) Metadata() (*jetstream.MsgMetadata, error) {
 	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.raw.Sequence}, NumDelivered: 1,
 		NumPending: m.pending, Timestamp: m.raw.Time, Stream: m.stream}, nil
 }
-func (m *leaderMsg) Data() []byte                       { return m.raw.Data }
-func (m *leaderMsg) Headers() nats.Header               { return m.raw.Header }
-func (m *leaderMsg) Subject() string                    { return m.raw.Subject }
-func (m *leaderMsg) Reply() string                      { return "" }
-func (m *leaderMsg) Ack() error                         { return nil }
-func (m *leaderMsg) DoubleAck(context.Context) error    { return nil }
-func (m *leaderMsg) Nak() error                         { return nil }
-func (m *leaderMsg) NakWithDelay(time.Duration) error   { return nil }
-func (m *leaderMsg) InProgress() error                  { return nil }
-func (m *leaderMsg) Term() error                        { return nil }
-func (m *leaderMsg) TermWithReason(reason string) error { return nil }
+func (m *readMsg) Data() []byte                       { return m.raw.Data }
+func (m *readMsg) Headers() nats.Header               { return m.raw.Header }
+func (m *readMsg) Subject() string                    { return m.raw.Subject }
+func (m *readMsg) Reply() string                      { return "" }
+func (m *readMsg) Ack() error                         { return nil }
+func (m *readMsg) DoubleAck(context.Context) error    { return nil }
+func (m *readMsg) Nak() error                         { return nil }
+func (m *readMsg) NakWithDelay(time.Duration) error   { return nil }
+func (m *readMsg) InProgress() error                  { return nil }
+func (m *readMsg) Term() error                        { return nil }
+func (m *readMsg) TermWithReason(reason string) error { return nil }
 
 // replace reports whether a consume error means the consumer is gone or can no
 // longer be trusted to deliver.
@@ -673,8 +640,8 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 			return
 		}
 		if meta.Sequence.Stream < f.next.Load() {
-			// Delivered from the stream's leader while this consumer's creation
-			// went unanswered (fromLeader).
+			// Read by the follower itself while this consumer's creation
+			// went unanswered (readStream).
 			dseq = meta.Sequence.Consumer
 			return
 		}

@@ -777,28 +777,47 @@ func TestSlowReceiverNotStalled(t *testing.T) {
 }
 
 // holdProxy is an API prefix (HOLD.API) that passes every JetStream API request
-// on to the server except a consumer's creation, which it holds until release:
-// a creation nobody answers (no meta leader) while the stream's leader answers.
+// on to the server, except, as its mode says, a consumer's creation and the
+// API's message get: refused at once with 503, as every server refuses them
+// once it knows it has no meta leader (refuseGets: the message gets too), or
+// the creations held until release (a creation nobody answers).
 type holdProxy struct {
-	nc   *nats.Conn
-	mu   sync.Mutex
-	held []*nats.Msg
-	hold bool
+	nc         *nats.Conn
+	mu         sync.Mutex
+	held       []*nats.Msg
+	mode       string // "refuse", "hold" or "pass"
+	refuseGets bool
+	gets       int // message gets asked (not direct gets)
 }
 
-func startHoldProxy(t *testing.T, s *server.Server) (*holdProxy, jetstream.JetStream) {
+func startHoldProxy(t *testing.T, s *server.Server, refuseGets bool) (*holdProxy, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	p := &holdProxy{nc: nc, hold: true}
+	p := &holdProxy{nc: nc, mode: "refuse", refuseGets: refuseGets}
 	const prefix = "HOLD.API."
+	const unavailable = `{"type":"io.nats.jetstream.api.v1.%s","error":{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}}`
 	if _, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
 		fwd := &nats.Msg{Subject: "$JS.API." + strings.TrimPrefix(m.Subject, prefix), Reply: m.Reply, Data: m.Data, Header: m.Header}
+		create := strings.HasPrefix(fwd.Subject, "$JS.API.CONSUMER.CREATE.")
+		get := strings.HasPrefix(fwd.Subject, "$JS.API.STREAM.MSG.GET.")
 		p.mu.Lock()
-		if p.hold && strings.HasPrefix(fwd.Subject, "$JS.API.CONSUMER.CREATE.") {
+		if get {
+			p.gets++
+		}
+		switch {
+		case p.mode == "refuse" && create:
+			p.mu.Unlock()
+			_ = nc.Publish(m.Reply, fmt.Appendf(nil, unavailable, "consumer_create_response"))
+			return
+		case p.mode == "refuse" && get && p.refuseGets:
+			p.mu.Unlock()
+			_ = nc.Publish(m.Reply, fmt.Appendf(nil, unavailable, "stream_msg_get_response"))
+			return
+		case p.mode == "hold" && create:
 			p.held = append(p.held, fwd)
 			p.mu.Unlock()
 			return
@@ -823,89 +842,216 @@ func startHoldProxy(t *testing.T, s *server.Server) (*holdProxy, jetstream.JetSt
 	return p, fjs
 }
 
+func (p *holdProxy) setMode(mode string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.mode = mode
+}
+
+func (p *holdProxy) heldCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.held)
+}
+
 // release passes the creations held on, and those asked from now on.
 func (p *holdProxy) release() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.hold = false
+	p.mode = "pass"
 	for _, m := range p.held {
 		_ = p.nc.PublishMsg(m)
 	}
 	return len(p.held)
 }
 
-// While a consumer's creation goes unanswered (docs/cluster.md, Known gaps: a
-// journal applier whose successor consumer waited 6 to 15 s for a meta leader
-// stood still meanwhile, and its node answered 91), the follower reads the
-// messages from the stream's leader and delivers them in order; the consumer
-// created at last (from the sequence its creation asked for) skips them, and
-// nothing is delivered twice. With Subjects, only theirs are read.
+// waitFor polls cond, a follower's or the proxy's state, until it holds.
+func waitFor(t *testing.T, what string, cond func() bool, detail ...func() string) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			for _, d := range detail {
+				what += "; " + d()
+			}
+			t.Fatalf("not within %v: %s", guard, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling, with a deadline
+	}
+}
+
+// While no consumer can be created (docs/cluster.md, Known gaps: a journal
+// applier whose successor consumer waited 6 to 15 s for a meta leader stood
+// still meanwhile, and its node answered 91), the follower reads the stream's
+// messages itself and delivers them in order: while creations are refused at
+// once (503, as servers that know they have no meta leader answer them), and
+// while one goes unanswered. It reads them by direct get where the stream
+// allows them (the API's message get, which such servers refuse too, is not
+// asked), else by message get. The consumer created at last (from the
+// sequence its creation asked for) skips them, and nothing is delivered twice.
+// With Subjects, only theirs are read.
 func TestCreationUnansweredReadsLeader(t *testing.T) {
-	s := startServers(t, 1)[0]
-	js := connect(t, s.ClientURL())
-	createStream(t, js, 1)
-	// Direct gets allowed, as the journal's stream does: the follower still asks
-	// the leader.
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			s := startServers(t, 1)[0]
+			js := connect(t, s.ClientURL())
+			createStream(t, js, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), guard)
+			defer cancel()
+			if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}, AllowDirect: direct}); err != nil {
+				t.Fatal(err)
+			}
+			publish(t, js, "ev.a", "1")
+			publish(t, js, "ev.b", "2")
+			p, fjs := startHoldProxy(t, s, direct)
+			var logged syncbuf.Buffer
+			all, err := Follow(fjs, Config{Stream: "EV", From: 1, Attempt: time.Hour, Logger: zerolog.New(&logged)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer all.Stop()
+			onlyB, err := Follow(fjs, Config{Stream: "EV", Subjects: []string{"ev.b"}, From: 1, Attempt: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer onlyB.Stop()
+			both := []*Follower{all, onlyB}
+
+			// Creations refused.
+			receive(t, all, "ev.a", "1", 1)
+			receive(t, all, "ev.b", "2", 2)
+			receive(t, onlyB, "ev.b", "2", 2)
+			publish(t, js, "ev.a", "3")
+			publish(t, js, "ev.b", "4")
+			receive(t, all, "ev.a", "3", 3)
+			receive(t, all, "ev.b", "4", 4)
+			receive(t, onlyB, "ev.b", "4", 4)
+
+			// A creation unanswered.
+			p.setMode("hold")
+			waitFor(t, "each follower's creation held", func() bool { return p.heldCount() >= 2 })
+			publish(t, js, "ev.a", "5")
+			publish(t, js, "ev.b", "6")
+			receive(t, all, "ev.a", "5", 5)
+			receive(t, all, "ev.b", "6", 6)
+			receive(t, onlyB, "ev.b", "6", 6)
+			for _, f := range both {
+				if has, _, _ := f.Consumer(); has {
+					t.Fatal("a consumer exists while creations are refused or held")
+				}
+			}
+			if all.Bridged() != 6 || onlyB.Bridged() != 3 {
+				t.Fatalf("read without a consumer: %d and %d messages, want 6 and 3", all.Bridged(), onlyB.Bridged())
+			}
+			if !strings.Contains(logged.String(), "reading the stream's messages meanwhile") {
+				t.Errorf("not logged:\n%s", logged.String())
+			}
+			p.mu.Lock()
+			gets := p.gets
+			p.mu.Unlock()
+			if direct && gets != 0 {
+				t.Errorf("%d message gets asked of a stream that allows direct gets", gets)
+			}
+
+			// The held creations answered: each consumer starts at the sequence its
+			// creation asked for, and skips what was read meanwhile.
+			if n := p.release(); n != 2 {
+				t.Fatalf("%d creations held, want 2 (one a follower)", n)
+			}
+			for _, f := range both {
+				waitFor(t, "a consumer after the creations' release", func() bool { has, _, _ := f.Consumer(); return has })
+			}
+			publish(t, js, "ev.a", "7")
+			publish(t, js, "ev.b", "8")
+			receive(t, all, "ev.a", "7", 7)
+			receive(t, all, "ev.b", "8", 8)
+			receive(t, onlyB, "ev.b", "8", 8)
+			if all.Bridged() != 6 || onlyB.Bridged() != 3 || all.Resets() != 0 || onlyB.Resets() != 0 {
+				t.Fatalf("after the consumers: read without one %d and %d, resets %d and %d; want 6, 3, 0, 0",
+					all.Bridged(), onlyB.Bridged(), all.Resets(), onlyB.Resets())
+			}
+		})
+	}
+}
+
+// The meta leader's server dies, the stream's group keeps its leader: a
+// follower started then (as a journal applier replaces its consumer) reads the
+// stream's messages by direct get from its own server's replica while its
+// creation goes unanswered (while the meta group elects), then takes its
+// consumer and goes on, nothing delivered twice.
+func TestMetaLeaderLostReadsStream(t *testing.T) {
+	servers := startServers(t, 3)
+	urls := []string{servers[0].ClientURL(), servers[1].ClientURL(), servers[2].ClientURL()}
+	js := connect(t, urls...)
+	createStream(t, js, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), guard)
 	defer cancel()
-	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}, AllowDirect: true}); err != nil {
+	if _, err := js.UpdateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}, Replicas: 3, AllowDirect: true}); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, js, "ev.a", "1")
-	publish(t, js, "ev.b", "2")
-	p, fjs := startHoldProxy(t, s)
-	var logged syncbuf.Buffer
-	all, err := Follow(fjs, Config{Stream: "EV", From: 1, Attempt: time.Hour, Logger: zerolog.New(&logged)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer all.Stop()
-	onlyB, err := Follow(fjs, Config{Stream: "EV", Subjects: []string{"ev.b"}, From: 1, Attempt: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer onlyB.Stop()
-	receive(t, all, "ev.a", "1", 1)
-	receive(t, all, "ev.b", "2", 2)
-	receive(t, onlyB, "ev.b", "2", 2)
-	publish(t, js, "ev.a", "3")
-	publish(t, js, "ev.b", "4")
-	receive(t, all, "ev.a", "3", 3)
-	receive(t, all, "ev.b", "4", 4)
-	receive(t, onlyB, "ev.b", "4", 4)
-	for _, f := range []*Follower{all, onlyB} {
-		if has, _, _ := f.Consumer(); has {
-			t.Fatal("a consumer exists while its creation is held")
-		}
-	}
-	if all.Bridged() != 4 || onlyB.Bridged() != 2 {
-		t.Fatalf("read from the leader: %d and %d messages, want 4 and 2", all.Bridged(), onlyB.Bridged())
-	}
-	if !strings.Contains(logged.String(), "reading the stream's leader meanwhile") {
-		t.Errorf("not logged:\n%s", logged.String())
-	}
-
-	// The creations answered now: each consumer starts at sequence 1 (what its
-	// creation asked for), and skips what the leader gave.
-	if n := p.release(); n != 2 {
-		t.Fatalf("%d creations held, want 2 (one a follower)", n)
-	}
-	for _, f := range []*Follower{all, onlyB} {
-		deadline := time.Now().Add(guard)
-		for has, _, _ := f.Consumer(); !has; has, _, _ = f.Consumer() {
-			if time.Now().After(deadline) {
-				t.Fatalf("no consumer within %v of the creations' release", guard)
+	// A meta leader, and the stream's leader on another server.
+	meta := -1
+	var last string
+	waitFor(t, "a meta leader, and the stream's leader on another server", func() bool {
+		meta = -1
+		for i, s := range servers {
+			if s.JetStreamIsLeader() {
+				meta = i
 			}
-			time.Sleep(10 * time.Millisecond) // polling the follower's state, with a deadline
 		}
+		ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := js.Stream(ictx, "EV")
+		icancel()
+		if meta < 0 || err != nil || st.CachedInfo().Cluster == nil || st.CachedInfo().Cluster.Leader == "" {
+			last = fmt.Sprintf("meta leader %d, stream info %v", meta, err)
+			return false
+		}
+		leader := st.CachedInfo().Cluster.Leader
+		if leader != servers[meta].Name() {
+			return true
+		}
+		req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, servers[(meta+1)%3].Name())
+		m, err := js.Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN.EV", []byte(req), 2*time.Second)
+		last = fmt.Sprintf("stream leader %s on the meta leader's server; step-down: %v", leader, err)
+		if m != nil {
+			last += " " + string(m.Data)
+		}
+		return false
+	}, func() string { return last })
+	t.Logf("meta leader %s; %s", servers[meta].Name(), last)
+	s1 := publish(t, js, "ev.a", "1")
+	survivor := (meta + 1) % 3
+	fjs := connect(t, urls[survivor])
+	servers[meta].Shutdown()
+	servers[meta].WaitForShutdown()
+
+	var logged syncbuf.Buffer
+	f, err := Follow(fjs, Config{Stream: "EV", From: 1, Logger: zerolog.New(&logged)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	publish(t, js, "ev.a", "5")
-	publish(t, js, "ev.b", "6")
-	receive(t, all, "ev.a", "5", 5)
-	receive(t, all, "ev.b", "6", 6)
-	receive(t, onlyB, "ev.b", "6", 6)
-	if all.Bridged() != 4 || onlyB.Bridged() != 2 || all.Resets() != 0 || onlyB.Resets() != 0 {
-		t.Fatalf("after the consumers: read from the leader %d and %d, resets %d and %d; want 4, 2, 0, 0",
-			all.Bridged(), onlyB.Bridged(), all.Resets(), onlyB.Resets())
+	defer f.Stop()
+	s2 := publish(t, fjs, "ev.b", "2")
+	receive(t, f, "ev.a", "1", s1)
+	receive(t, f, "ev.b", "2", s2)
+	// The meta group usually elects for 3 s or more (its followers' election
+	// timeouts, 4 to 9 s from the last heartbeat); in 2 of 6 runs under -race a
+	// new meta leader answered the creation at once. Then the reads are not
+	// exercised here (TestCreationUnansweredReadsLeader does so
+	// deterministically), only the delivery across the loss.
+	if has, since, _ := f.Consumer(); !has && f.Bridged() != 2 {
+		t.Fatalf("%d messages read without a consumer (none since %v), want 2", f.Bridged(), since)
+	} else if has && f.Bridged() == 0 {
+		t.Logf("a new meta leader answered the first creation: nothing read without a consumer")
 	}
+	waitFor(t, "a consumer once the meta group elected", func() bool { has, _, _ := f.Consumer(); return has })
+	s3 := publish(t, fjs, "ev.a", "3")
+	receive(t, f, "ev.a", "3", s3)
+	select {
+	case m := <-f.C():
+		meta, _ := m.Metadata()
+		t.Fatalf("delivered more: %s at %d", m.Subject(), meta.Sequence.Stream)
+	default:
+	}
+	t.Logf("meta leader %s killed; %d read without a consumer; log: %s", servers[meta].Name(), f.Bridged(), logged.String())
 }
