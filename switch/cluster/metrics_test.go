@@ -190,6 +190,7 @@ func TestMetricsAtZero(t *testing.T) {
 	m.PrepareCompaction("registry", "failed")
 	none.PrepareConsumersReplaced("JOURNAL")
 	none.ObserveConsumerReplaced("JOURNAL", "stalled")
+	none.ObserveReadsWithoutConsumer("JOURNAL", 3)
 	m.PrepareConsumersReplaced("JOURNAL")
 	fams, err := r.Gather()
 	if err != nil {
@@ -200,6 +201,7 @@ func TestMetricsAtZero(t *testing.T) {
 		`switchyard_cluster_compactions_total{result="failed",store="registry"}`:           false,
 		`switchyard_cluster_consumers_replaced_total{reason="stalled",stream="JOURNAL"}`:   false,
 		`switchyard_cluster_consumers_replaced_total{reason="heartbeat",stream="JOURNAL"}`: false,
+		`switchyard_cluster_reads_without_consumer_total{stream="JOURNAL"}`:                false,
 	}
 	for _, f := range fams {
 		for _, mt := range f.GetMetric() {
