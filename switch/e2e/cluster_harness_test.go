@@ -188,10 +188,11 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 	t.Cleanup(func() { sim.Close() })
 	c := &testCluster{t: t, dir: t.TempDir(), sim: sim, rules: clusterRules(t)}
 	// $SWITCHYARD_E2E_KEEP: a failed test's node logs are copied there (they go
-	// with the test's directory otherwise; the failure prints only their tails).
+	// with the test's directory otherwise; the failure prints only their tails);
+	// every test's, passed or not, with $SWITCHYARD_E2E_KEEP_ALL set too.
 	if keep := os.Getenv("SWITCHYARD_E2E_KEEP"); keep != "" {
 		t.Cleanup(func() {
-			if !t.Failed() {
+			if !t.Failed() && os.Getenv("SWITCHYARD_E2E_KEEP_ALL") == "" {
 				return
 			}
 			logs, _ := filepath.Glob(filepath.Join(c.dir, "node*", "switch-*.log"))
