@@ -49,4 +49,5 @@ func BenchmarkFollow(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(f.Bridged()), "read-without-consumer")
 }
