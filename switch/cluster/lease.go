@@ -619,9 +619,10 @@ const startTokenHeader = "Switchyard-Start"
 // bump (its token), with the incarnation it holds. A read that still shows rev
 // or less (the leader not caught up), or that fails (nobody answers, or a
 // server without a meta leader answers 503 at once: the elections a lost
-// acknowledgement comes with), is tried again for up to ownBumpWait; then, or
-// when the message is another's, false: the start is refused as another
-// process's (ErrNodeRunning), as it always was before the token. One case is
+// acknowledgement comes with), is tried again for up to ownBumpWait, then
+// given up with an error that is not ErrNodeRunning (the start is tried
+// again). A message that is another's says false: the start is refused as
+// another process's (ErrNodeRunning), as it always was before the token. One case is
 // left: a leader's read that shows this start's bump but not yet a later one of
 // another process starting as this node (which a stale read had let through
 // too) would let both run; the later one's claim on this start's incarnation
@@ -650,9 +651,15 @@ func (l *Lease) ownBump(parent context.Context, key string, rev uint64) (uint64,
 			if perr := parent.Err(); perr != nil {
 				return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump at revision %d: %w (last: %v)", LeaseBucket, key, rev, perr, err)
 			}
-			l.n.log.Warn().Str("key", key).Uint64("expected_revision", rev).AnErr("last_read_error", err).
-				Msg("cluster: could not read whose bump of the incarnation conflicted with this start's; taking it for another process's")
-			return 0, false, nil
+			// Undecided: not another process's either. The start fails with
+			// an error a start tries again (the next reads this start's bump,
+			// if it was one, as the incarnation before its own).
+			last := "its last read showed no later revision"
+			if err != nil {
+				last = "its last read: " + err.Error()
+			}
+			return 0, false, fmt.Errorf("cluster: read %s/%s after a conflicting bump at revision %d: whose bump it was not known within %v (%s): %w",
+				LeaseBucket, key, rev, ownBumpWait, last, context.DeadlineExceeded)
 		}
 	}
 }

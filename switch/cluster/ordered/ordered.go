@@ -401,11 +401,13 @@ func (f *Follower) sleep(d time.Duration) bool {
 
 // bridge is one round of reading the stream while the follower has no
 // consumer (readStream), told to Config.Bridged and logged once until the next
-// consumer; none for a follower that starts with each subject's last message
+// consumer. None for a follower that starts with each subject's last message
 // until it has delivered one (what the stream holds from a sequence is not
-// that).
+// that), nor for one of several subjects: one read a subject could not take
+// the first message of several in the stream's order (two reads, apart in time
+// or answered by two replicas, could pass over one).
 func (f *Follower) bridge() {
-	if f.cfg.LastPerSubject && !f.delivered.Load() {
+	if f.cfg.LastPerSubject && !f.delivered.Load() || len(f.cfg.Subjects) > 1 {
 		return
 	}
 	n := f.readStream()
@@ -531,28 +533,18 @@ func (f *Follower) readStream() int {
 		return 0
 	}
 	lastSeq := st.CachedInfo().State.LastSeq
-	subjects := f.cfg.Subjects
-	if len(subjects) == 0 {
-		subjects = []string{">"}
+	subject := ">"
+	if len(f.cfg.Subjects) == 1 {
+		subject = f.cfg.Subjects[0]
 	}
 	n := 0
 	for n < f.cfg.Buffer && f.next.Load() <= lastSeq {
-		var first *jetstream.RawStreamMsg
-		for _, subj := range subjects {
-			// A direct get where the stream allows them (jetstream.Stream's
-			// choice), else the message get.
-			m, err := st.GetMsg(ctx, f.next.Load(), jetstream.WithGetMsgSubject(subj))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue // none; or a direct get's replica that lacks it yet
-			}
-			if err != nil {
-				return n
-			}
-			if first == nil || m.Sequence < first.Sequence {
-				first = m
-			}
-		}
-		if first == nil || first.Sequence < f.next.Load() {
+		// A direct get where the stream allows them (jetstream.Stream's
+		// choice), else the message get: the first message on the subject
+		// from the next sequence on, which a replica that lacks it yet
+		// answers "not found" (its copy is a prefix of the stream's).
+		first, err := st.GetMsg(ctx, f.next.Load(), jetstream.WithGetMsgSubject(subject))
+		if err != nil || first.Sequence < f.next.Load() {
 			return n
 		}
 		m := &readMsg{raw: first, stream: f.cfg.Stream}

@@ -889,7 +889,8 @@ func waitFor(t *testing.T, what string, cond func() bool, detail ...func() strin
 // allows them (the API's message get, which such servers refuse too, is not
 // asked), else by message get. The consumer created at last (from the
 // sequence its creation asked for) skips them, and nothing is delivered twice.
-// With Subjects, only theirs are read.
+// With one subject, only its messages are read; with several, none (two reads
+// could pass over a message).
 func TestCreationUnansweredReadsLeader(t *testing.T) {
 	for _, direct := range []bool{true, false} {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
@@ -915,6 +916,13 @@ func TestCreationUnansweredReadsLeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer onlyB.Stop()
+			// Several subjects: not read without a consumer (two reads could
+			// pass over a message), delivered once it has one.
+			several, err := Follow(fjs, Config{Stream: "EV", Subjects: []string{"ev.a", "ev.b"}, From: 1, Attempt: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer several.Stop()
 			both := []*Follower{all, onlyB}
 
 			// Creations refused.
@@ -929,7 +937,7 @@ func TestCreationUnansweredReadsLeader(t *testing.T) {
 
 			// A creation unanswered.
 			p.setMode("hold")
-			waitFor(t, "each follower's creation held", func() bool { return p.heldCount() >= 2 })
+			waitFor(t, "each follower's creation held", func() bool { return p.heldCount() >= 3 })
 			publish(t, js, "ev.a", "5")
 			publish(t, js, "ev.b", "6")
 			receive(t, all, "ev.a", "5", 5)
@@ -955,10 +963,13 @@ func TestCreationUnansweredReadsLeader(t *testing.T) {
 
 			// The held creations answered: each consumer starts at the sequence its
 			// creation asked for, and skips what was read meanwhile.
-			if n := p.release(); n != 2 {
-				t.Fatalf("%d creations held, want 2 (one a follower)", n)
+			if several.Bridged() != 0 || len(several.C()) != 0 {
+				t.Fatalf("the follower of two subjects read %d without a consumer (%d in C), want none", several.Bridged(), len(several.C()))
 			}
-			for _, f := range both {
+			if n := p.release(); n != 3 {
+				t.Fatalf("%d creations held, want 3 (one a follower)", n)
+			}
+			for _, f := range append(both, several) {
 				waitFor(t, "a consumer after the creations' release", func() bool { has, _, _ := f.Consumer(); return has })
 			}
 			publish(t, js, "ev.a", "7")
@@ -966,6 +977,9 @@ func TestCreationUnansweredReadsLeader(t *testing.T) {
 			receive(t, all, "ev.a", "7", 7)
 			receive(t, all, "ev.b", "8", 8)
 			receive(t, onlyB, "ev.b", "8", 8)
+			for i, subj := range []string{"ev.a", "ev.b", "ev.a", "ev.b", "ev.a", "ev.b", "ev.a", "ev.b"} {
+				receive(t, several, subj, fmt.Sprint(i+1), uint64(i+1))
+			}
 			if all.Bridged() != 6 || onlyB.Bridged() != 3 || all.Resets() != 0 || onlyB.Resets() != 0 {
 				t.Fatalf("after the consumers: read without one %d and %d, resets %d and %d; want 6, 3, 0, 0",
 					all.Bridged(), onlyB.Bridged(), all.Resets(), onlyB.Resets())
