@@ -558,6 +558,14 @@ func startStallProxy(t *testing.T, s *server.Server, js jetstream.JetStream) (*s
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return p, proxiedJetStream(t, s, nc, "STALL.API")
+}
+
+// proxiedJetStream returns JetStream on a new connection to s whose API
+// requests go to prefix, where a proxy subscribed on nc (flushed here, so that
+// its subscription is in place) answers or passes them on.
+func proxiedJetStream(t *testing.T, s *server.Server, nc *nats.Conn, prefix string) jetstream.JetStream {
+	t.Helper()
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -566,11 +574,11 @@ func startStallProxy(t *testing.T, s *server.Server, js jetstream.JetStream) (*s
 		t.Fatal(err)
 	}
 	t.Cleanup(fnc.Close)
-	fjs, err := jetstream.NewWithAPIPrefix(fnc, "STALL.API")
+	fjs, err := jetstream.NewWithAPIPrefix(fnc, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, fjs
+	return fjs
 }
 
 // replacedReasons collects what Config.Replaced is told.
@@ -827,19 +835,7 @@ func startHoldProxy(t *testing.T, s *server.Server, refuseGets bool) (*holdProxy
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	fnc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fnc.Close)
-	fjs, err := jetstream.NewWithAPIPrefix(fnc, "HOLD.API")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, fjs
+	return p, proxiedJetStream(t, s, nc, "HOLD.API")
 }
 
 func (p *holdProxy) setMode(mode string) {
