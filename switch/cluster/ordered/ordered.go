@@ -271,7 +271,8 @@ func (f *Follower) Next() uint64 { return f.next.Load() }
 func (f *Follower) Resets() uint64 { return f.resets.Load() }
 
 // Bridged returns how many messages the follower read itself while no
-// consumer could be created (see the package comment).
+// consumer could be created (see the package comment). Each is counted before
+// it is put in C: a receiver that took one sees it counted.
 func (f *Follower) Bridged() uint64 { return f.bridged.Load() }
 
 // Stop ends the follower: it cancels a creation or deletion in flight, stops the
@@ -551,14 +552,20 @@ func (f *Follower) readStream() int {
 		if len(f.cfg.Subjects) == 0 && lastSeq > first.Sequence {
 			m.pending = lastSeq - first.Sequence
 		}
+		if len(f.c) == cap(f.c) {
+			return n // the receiver is behind: the next round
+		}
+		// Counted before the receiver can see the message (Bridged counts
+		// what C delivered); the send does not wait, as nothing else sends
+		// meanwhile (no consumer's handler runs).
+		f.next.Store(first.Sequence + 1)
+		f.delivered.Store(true)
+		f.bridged.Add(1)
+		n++
 		select {
 		case f.c <- m:
-			f.next.Store(first.Sequence + 1)
-			f.delivered.Store(true)
-			f.bridged.Add(1)
-			n++
-		default:
-			return n // the receiver is behind: the next round
+		case <-f.ctx.Done():
+			return n
 		}
 	}
 	return n
