@@ -352,20 +352,35 @@ func (r *store) AddUser(p Actor, name, role, password string) (*User, error) {
 }
 
 func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
-	if !canManageUsers(p) {
-		return nil, forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
-	}
-	if !ValidUserName(name) {
-		shown, _ := carddata.MaskText(name) // the error reaches the API's answer and the logs
-		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name) or a name that reads as it, and no card number", shown, SystemActor)
-	}
-	if !validRole(role) {
-		return nil, invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)
+	if err := r.checkNewUser(p, name, role); err != nil {
+		return nil, err
 	}
 	hash, err := hashPassword(name, password)
 	if err != nil {
 		return nil, err
 	}
+	return r.addUserHashed(p, name, role, hash)
+}
+
+// checkNewUser checks, before the password is hashed, that p may add users
+// and that name and role are valid.
+func (r *store) checkNewUser(p Actor, name, role string) error {
+	if !canManageUsers(p) {
+		return forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
+	}
+	if !ValidUserName(name) {
+		shown, _ := carddata.MaskText(name) // the error reaches the API's answer and the logs
+		return invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name) or a name that reads as it, and no card number", shown, SystemActor)
+	}
+	if !validRole(role) {
+		return invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)
+	}
+	return nil
+}
+
+// addUserHashed stores a new user whose password hash is hash, once
+// checkNewUser passed.
+func (r *store) addUserHashed(p Actor, name, role, hash string) (*User, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, err := r.readUser(name); err == nil {
@@ -575,6 +590,12 @@ func (u *User) public() *User {
 // DemoUser is a demo console user and its public password.
 type DemoUser struct {
 	Name, Role, Password string
+	// Hash is Password's argon2id hash with the parameters every password
+	// gets (passwordParams), made once and kept here: a demo start does not
+	// spend six hashes (some 20 MiB and a few tens of milliseconds each, ten
+	// times that under the race detector) on passwords that are public.
+	// TestDemoUserHashes checks each against its password and parameters.
+	Hash string
 }
 
 // DemoUsers are the console users of demo mode, with public passwords: two
@@ -582,12 +603,12 @@ type DemoUser struct {
 // an admin, as the demo tokens.
 func DemoUsers() []DemoUser {
 	return []DemoUser{
-		{"operator", RoleOperator, "operator-demo-pw"},
-		{"operator2", RoleOperator, "operator2-demo-pw"},
-		{"reviewer", RoleReviewer, "reviewer-demo-pw"},
-		{"reviewer2", RoleReviewer, "reviewer2-demo-pw"},
-		{"analyst", RoleAnalyst, "analyst-demo-pw"},
-		{"admin", RoleAdmin, "admin-demo-pw"},
+		{"operator", RoleOperator, "operator-demo-pw", "$argon2id$v=19$m=19456,t=2,p=1$JCT1Rbba8DyPI9id1Z0qPA$a3hOPrHSbrJvoIab7cwgdMApfD1vLilfti9yxefi2mQ"},
+		{"operator2", RoleOperator, "operator2-demo-pw", "$argon2id$v=19$m=19456,t=2,p=1$RmOL7TuYX4clBo0YdriaRQ$kwkgE6b4/AacDqABHnN2bA7i3dxRA7Z6fY/NCT59IHc"},
+		{"reviewer", RoleReviewer, "reviewer-demo-pw", "$argon2id$v=19$m=19456,t=2,p=1$bXA/RqOk89ZXxKC1iOvqbw$t10NmN+S000i0inUFraIbJWThw39PIxxaIQiWw6aIC4"},
+		{"reviewer2", RoleReviewer, "reviewer2-demo-pw", "$argon2id$v=19$m=19456,t=2,p=1$6q9YHHaIiIhUUdJJAzQfrA$0f0qNrCzfraa5+68bIxljBUrylgh5+tiCnuVSKoaLic"},
+		{"analyst", RoleAnalyst, "analyst-demo-pw", "$argon2id$v=19$m=19456,t=2,p=1$dPD6uQep7DXprmvQfu82ug$/Nx1LOHzk4VyIpn47J5queLq8CDxu0lGF3HIQHJ5ftM"},
+		{"admin", RoleAdmin, "admin-demo-pw", "$argon2id$v=19$m=19456,t=2,p=1$GobKMbssd9mjawzLPFMI1Q$HecgCEEdwXqg0gV2kedlJr60U4qULTPPZAmMYoZJ/LQ"},
 	}
 }
 
@@ -600,7 +621,7 @@ func LoadDemoUsers(r *Registry) (int, error) {
 		if _, err := r.User(u.Name); err == nil {
 			continue
 		}
-		if _, err := r.AddUser(Actor{Name: "system"}, u.Name, u.Role, u.Password); errors.Is(err, ErrConflict) {
+		if _, err := r.addDemoUser(u); errors.Is(err, ErrConflict) {
 			continue // another node of a demo cluster added it meanwhile
 		} else if err != nil {
 			return n, fmt.Errorf("demo user %s: %w", u.Name, err)
@@ -608,4 +629,13 @@ func LoadDemoUsers(r *Registry) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// addDemoUser adds demo user u, as "system", with its kept hash.
+func (r *store) addDemoUser(u DemoUser) (*User, error) {
+	p := Actor{Name: "system"}
+	if err := r.checkNewUser(p, u.Name, u.Role); err != nil {
+		return nil, err
+	}
+	return retry(r, func() (*User, error) { return r.addUserHashed(p, u.Name, u.Role, u.Hash) })
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/alexedwards/argon2id"
 )
 
 // Users: only an admin adds or disables one; the hash never leaves the registry;
@@ -287,4 +289,43 @@ func TestApproverIndependentOfRequester(t *testing.T) {
 		t.Fatalf("a reviewer %d links below the switch's admin: %v, want refused", maxControlDepth+1, err)
 	}
 	approved("a reviewer at the depth bound", c, shallow)
+}
+
+// The demo users' kept hashes are their passwords' under the parameters every
+// password gets, each with its own salt, and a demo start logs each in.
+func TestDemoUserHashes(t *testing.T) {
+	salts := map[string]string{}
+	for _, u := range DemoUsers() {
+		ok, err := argon2id.ComparePasswordAndHash(u.Password, u.Hash)
+		if err != nil || !ok {
+			t.Errorf("%s: kept hash does not match the password (%v)", u.Name, err)
+		}
+		params, salt, _, err := argon2id.DecodeHash(u.Hash)
+		if err != nil {
+			t.Fatalf("%s: %v", u.Name, err)
+		}
+		if *params != *passwordParams {
+			t.Errorf("%s: hashed with %+v, want %+v", u.Name, *params, *passwordParams)
+		}
+		if other, dup := salts[string(salt)]; dup {
+			t.Errorf("%s and %s share a salt", u.Name, other)
+		}
+		salts[string(salt)] = u.Name
+	}
+	r := newFixture(t).reg
+	if n, err := LoadDemoUsers(r); err != nil || n != len(DemoUsers()) {
+		t.Fatalf("LoadDemoUsers = %d, %v; want %d", n, err, len(DemoUsers()))
+	}
+	for _, u := range DemoUsers() {
+		got, err := r.CheckPassword(u.Name, u.Password)
+		if err != nil || got.Role != u.Role {
+			t.Errorf("%s logs in: %+v, %v", u.Name, got, err)
+		}
+		if _, err := r.CheckPassword(u.Name, u.Password+"x"); !errors.Is(err, ErrBadLogin) {
+			t.Errorf("%s with a wrong password: %v, want ErrBadLogin", u.Name, err)
+		}
+	}
+	if n, err := LoadDemoUsers(r); err != nil || n != 0 {
+		t.Errorf("LoadDemoUsers again = %d, %v; want 0", n, err)
+	}
 }

@@ -81,6 +81,7 @@ type Server struct {
 	log       zerolog.Logger
 	version   string // the release, for GET /api/v1/info (WithVersion)
 	db        *badger.DB
+	newStore  bool // db held no key when this start opened it (storedtext.go)
 	Journal   *journal.Store
 	Metrics   *metrics.Metrics
 	Pipeline  *pipeline.Pipeline
@@ -283,6 +284,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
 		return nil, err
+	}
+	if s.newStore, err = newStore(s.db); err != nil {
+		return nil, fmt.Errorf("data directory %s: read whether it is new: %w", cfg.DataDir, err)
 	}
 	mode := dataMode{}
 	if cfg.Cluster != nil {

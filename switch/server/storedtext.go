@@ -30,6 +30,23 @@ const (
 type maskedTextRun struct {
 	At    time.Time      `json:"at"`
 	Tally carddata.Tally `json:"tally"`
+	// NewStore: the clean-up had nothing to do, the store being new at this
+	// start (newStore); it did not read the stores.
+	NewStore bool `json:"new_store,omitempty"`
+}
+
+// newStore reports whether db holds no key at all: a directory this start
+// created (not one restored from a backup, which the restore filled).
+func newStore(db *badger.DB) (bool, error) {
+	empty := true
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	return empty, err
 }
 
 // maskStoredText runs the clean-up of free text stored in clear (each store's
@@ -61,6 +78,17 @@ func (s *Server) maskStoredText() {
 		return
 	}
 	if ran && !pending {
+		return
+	}
+	if s.newStore && s.cl == nil && !pending {
+		// Everything this directory holds was written, masked, by this
+		// version: there is no clear text to look for. (A cluster node's
+		// stores come from the cluster's buckets, which older nodes may have
+		// written: it reads them even on a new directory.)
+		v, _ := json.Marshal(maskedTextRun{At: time.Now().UTC(), NewStore: true})
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyMaskedText), v) }); err != nil {
+			log.Error().Err(err).Msg("card numbers in stored free text: could not record that a new store needs no clean-up; it runs at the next start")
+		}
 		return
 	}
 	start := time.Now()

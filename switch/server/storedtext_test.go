@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,17 +26,33 @@ import (
 func TestMaskStoredTextAtStart(t *testing.T) {
 	const pan = "4111111111111111"
 	dir := filepath.Join(t.TempDir(), "data")
-	s := start(t, demoConfig(t, dir), nil)
+	var first syncbuf.Buffer
+	s := start(t, demoConfig(t, dir), &first)
 	if err := s.Drain(); err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(first.String(), "clean-up done") {
+		t.Errorf("the clean-up read a store new at this start:\n%s", first.String())
 	}
 	db, err := OpenDB(dir, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(txn *badger.Txn) error {
+		// A new store's first start records that it needs no clean-up.
+		var run maskedTextRun
+		item, err := txn.Get([]byte(keyMaskedText))
+		if err != nil {
+			return fmt.Errorf("the first start recorded no clean-up: %w", err)
+		}
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &run) }); err != nil {
+			return err
+		}
+		if !run.NewStore || run.Tally.Records != 0 {
+			t.Errorf("the first start recorded %+v, want a new store", run)
+		}
 		key := []byte("reg/m/000000000000001")
-		item, err := txn.Get(key)
+		item, err = txn.Get(key)
 		if err != nil {
 			return err
 		}
