@@ -3,6 +3,7 @@ package ruleset
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -205,11 +206,20 @@ func mergeNodes(a, b *yaml.Node) *yaml.Node {
 
 var yamlLinePrefix = regexp.MustCompile(`line \d+: `)
 
-// decodeInput decodes a test input mapping strictly (unknown names are errors).
+var inputReflect = reflect.TypeFor[Input]()
+
+// decodeInput decodes a test input mapping strictly (unknown names are errors;
+// see strictyaml.go).
 func decodeInput(n *yaml.Node) (Input, error) {
 	var in Input
 	if n == nil || n.Kind == 0 {
 		return in, nil
+	}
+	if !reparseAlways && onlyKnownFields(n, inputReflect) {
+		if err := n.Decode(&in); err == nil {
+			return in, nil
+		}
+		in = Input{} // the strict way words the error
 	}
 	b, err := yaml.Marshal(n)
 	if err != nil {
