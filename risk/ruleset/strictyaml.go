@@ -64,7 +64,9 @@ func onlyKnownFields(n *yaml.Node, t reflect.Type) bool {
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" || k.Value == "<<" {
+			if k.Kind != yaml.ScalarNode || k.Tag != "" && k.Tag != "!!str" || k.Value == "<<" {
+				// A merge key, or a key with a tag (a !!binary key is
+				// decoded before it is matched to a field).
 				return false
 			}
 			ft, ok := fields[k.Value]
@@ -116,6 +118,9 @@ func fieldsOf(t reflect.Type) map[string]reflect.Type {
 			continue
 		}
 		tag := f.Tag.Get("yaml")
+		if tag == "" && !strings.Contains(string(f.Tag), ":") {
+			tag = string(f.Tag) // yaml.v3 reads a tag without a key as its own
+		}
 		if tag == "-" {
 			continue
 		}

@@ -57,6 +57,9 @@ func TestDecodeInputBothWays(t *testing.T) {
 		{"wrong type", `{txn: {amount: five}}`, true, true},
 		{"a sequence for a struct", `{txn: [1, 2]}`, true, true},
 		{"merge key", `{txn: {<<: {amount: 5}}}`, false, false},
+		{"binary key", `{txn: {!!binary dGltZQ==: 2025-06-04T06:00:00Z}}`, false, false},
+		{"binary key of no field", `{!!binary terminal: {id: x}}`, false, true},
+		{"alias", `{txn: &t {amount: 5}, merchant: {single_limit: 10}}`, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{"a.yaml": `

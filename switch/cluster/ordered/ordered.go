@@ -264,7 +264,8 @@ func (f *Follower) C() <-chan jetstream.Msg { return f.c }
 
 // Next returns the stream sequence the next consumer would start from: the one
 // after the last message put in C (once Stop has returned, exactly; while the
-// follower runs, it may lag a message the receiver has just taken).
+// follower runs, it may lag a message the receiver has just taken, or lead by
+// the one a read without a consumer is putting in C).
 func (f *Follower) Next() uint64 { return f.next.Load() }
 
 // Resets returns how many times a consumer was replaced.
@@ -556,17 +557,14 @@ func (f *Follower) readStream() int {
 			return n // the receiver is behind: the next round
 		}
 		// Counted before the receiver can see the message (Bridged counts
-		// what C delivered); the send does not wait, as nothing else sends
-		// meanwhile (no consumer's handler runs).
+		// what C delivered); the send cannot wait, as C has room and nothing
+		// else sends meanwhile (no consumer's handler runs: consume returns
+		// once its subscription closed, after the handler's last call).
 		f.next.Store(first.Sequence + 1)
 		f.delivered.Store(true)
 		f.bridged.Add(1)
 		n++
-		select {
-		case f.c <- m:
-		case <-f.ctx.Done():
-			return n
-		}
+		f.c <- m
 	}
 	return n
 }
