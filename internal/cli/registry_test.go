@@ -28,7 +28,7 @@ func TestDataModeIsReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, 200); err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Close(); err != nil {

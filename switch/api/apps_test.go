@@ -9,6 +9,7 @@ import (
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -23,7 +24,7 @@ func newAppsFixture(t *testing.T) *apiFixture {
 		t.Fatalf("registry.New: %v", err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, testswitch.LoadTerminals); err != nil {
 		t.Fatalf("LoadDemo: %v", err)
 	}
 	f.reg = reg

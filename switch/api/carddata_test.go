@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -49,7 +50,7 @@ func newCardTextFixture(t *testing.T) *cardTextFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, testswitch.LoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	db := regDB // the cases store their changes with the registry's operation log

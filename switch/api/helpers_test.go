@@ -8,6 +8,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -72,7 +73,7 @@ func newFixtureOpts(t testing.TB, opts registry.Options) *fixture {
 		}
 	})
 	f.reg = reg
-	if _, err := registry.LoadDemo(f.reg); err != nil {
+	if _, err := registry.LoadDemoFleet(f.reg, testswitch.LoadTerminals); err != nil {
 		t.Fatalf("LoadDemo: %v", err)
 	}
 	return f

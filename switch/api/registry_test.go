@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -376,7 +377,7 @@ func TestAPIIncidentsAlertsOplog(t *testing.T) {
 		t.Errorf("bad since: %v, want 400", err)
 	}
 	var vr registry.VerifyResult
-	if err := an.Do(ctx, "GET", "/api/v1/oplog/verify", nil, &vr); err != nil || !vr.OK || vr.Entries < 2000 {
+	if err := an.Do(ctx, "GET", "/api/v1/oplog/verify", nil, &vr); err != nil || !vr.OK || vr.Entries < testswitch.LoadTerminals {
 		t.Errorf("verify = %+v, %v", vr, err)
 	}
 	var reasons []registry.ReasonInfo

@@ -129,7 +129,7 @@ func TestCommitSizes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, 200); err != nil {
 		t.Fatal(err)
 	}
 	req, err := reg.RequestChange(alice, importOf(10000))
@@ -321,7 +321,7 @@ func TestRegistryThreeNodes(t *testing.T) {
 		if err := lg.CatchUp(ctx, reg); err != nil { // start-up catch-up
 			t.Fatal(err)
 		}
-		if _, err := registry.LoadDemo(reg); err != nil {
+		if _, err := registry.LoadDemoFleet(reg, 200); err != nil {
 			t.Fatalf("node %d: LoadDemo: %v", i+1, err)
 		}
 	}

@@ -27,6 +27,8 @@ func TestBadValuesRefused(t *testing.T) {
 		{"counter_flush negative", base + l + "risk: {counter_flush: -1s}", `risk.counter_flush: -1s is negative`},
 		{"refunds window negative", base + l + "refunds: {window: -1h}", `refunds.window: -1h0m0s is negative`},
 		{"drain_timeout negative", base + l + "shutdown: {drain_timeout: -1s}", `shutdown.drain_timeout: -1s is negative`},
+		{"demo load terminals negative", base + l + "demo_load_terminals: -1", `demo_load_terminals: -1: want 1 to 999999`},
+		{"demo load terminals too many", base + l + "demo_load_terminals: 1000000", `demo_load_terminals: 1000000: want 1 to 999999`},
 		{"demo issuer timeout negative", base + l + "demo_issuer: {timeout: -1s}", `demo_issuer.timeout: -1s is negative`},
 		{"issuer timeout negative", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], timeout: -1s}]", `issuers[0].timeout: -1s is not between 10ms and 2m`},
 		{"idle_timeout negative", base + "listeners: [{addr: 127.0.0.1:1, idle_timeout: -1m}]", `listeners[0].idle_timeout: -1m0s is shorter than 1s`},

@@ -59,6 +59,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Demo loads the demo fleet, its test keys and the built-in demo issuer.
 	Demo bool `yaml:"demo"`
+	// DemoLoadTerminals is how many load terminals (LT000001 ...) the demo fleet has:
+	// 1 to 999,999; registry.DemoLoadTerminals (2,000, as many as `switchyard bench`
+	// drives) when unset. Demo mode only.
+	DemoLoadTerminals int `yaml:"demo_load_terminals"`
 	// RulesDir is the directory of risk rule files.
 	RulesDir string `yaml:"rules_dir"`
 	// Timezone is the acquirer's local time zone (IANA name), for rules on local time.
@@ -822,6 +826,9 @@ func (c *Config) ApplyDefaults() {
 	if c.DemoIssuer.Timeout == 0 {
 		c.DemoIssuer.Timeout = Duration(10 * time.Second)
 	}
+	if c.Demo && c.DemoLoadTerminals == 0 {
+		c.DemoLoadTerminals = registry.DemoLoadTerminals
+	}
 	if c.Demo {
 		routed := false
 		for _, r := range c.Routes {
@@ -1050,6 +1057,9 @@ func (c *Config) Validate() error {
 	}
 	c.checkListenClash(bad)
 	issuers := map[string]bool{}
+	if (c.Demo || c.DemoLoadTerminals != 0) && (c.DemoLoadTerminals < 1 || c.DemoLoadTerminals > registry.MaxDemoLoadTerminals) {
+		bad("demo_load_terminals", "%d: want 1 to %d", c.DemoLoadTerminals, registry.MaxDemoLoadTerminals)
+	}
 	if c.Demo {
 		issuers["demo"] = true
 		checkAddr("demo_issuer.addr", c.DemoIssuer.Addr)

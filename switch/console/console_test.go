@@ -20,6 +20,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/switchyard/switchyard/internal/currency"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -63,7 +64,7 @@ func newFixtureOpts(t *testing.T, opts registry.Options) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, testswitch.LoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := registry.LoadDemoUsers(reg); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -39,7 +40,7 @@ func TestOwnKeyOfNoOtherTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = reg.Close() })
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, testswitch.LoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	operator, reviewer := registry.Actor{Name: "alice", Role: registry.RoleOperator}, registry.Actor{Name: "bob", Role: registry.RoleReviewer}

@@ -265,6 +265,7 @@ func TestCrashReconciles(t *testing.T) {
 	p := &switchProc{t: t, bin: bin, dir: dir}
 	p.cfg = filepath.Join(dir, "switch.yaml")
 	cfg := fmt.Sprintf(`demo: true
+demo_load_terminals: 200
 data_dir: %s
 rules_dir: ../../rules
 log: {txn_lines: false}

@@ -220,6 +220,7 @@ func tmpfsProc(t *testing.T, minFreeMB int) (p *switchProc, mnt string) {
 	}
 	p = &switchProc{t: t, bin: bin, dir: dir, cfg: filepath.Join(dir, "switch.yaml"), runs: 1}
 	cfg := fmt.Sprintf(`demo: true
+demo_load_terminals: 200
 data_dir: %s
 rules_dir: ../../rules
 log: {txn_lines: false}

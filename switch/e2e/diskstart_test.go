@@ -46,6 +46,7 @@ func TestDiskFullAtStart(t *testing.T) {
 	config := func(name, dataDir string) string {
 		t.Helper()
 		cfg := fmt.Sprintf(`demo: true
+demo_load_terminals: 200
 data_dir: %s
 rules_dir: ../../rules
 log: {txn_lines: false}

@@ -24,6 +24,7 @@ func subprocessSwitch(t *testing.T, sim *issuersim.Sim, extra string) *switchPro
 	p := &switchProc{t: t, bin: switchyardBinary(t), dir: dir}
 	p.cfg = filepath.Join(dir, "switch.yaml")
 	cfg := fmt.Sprintf(`demo: true
+demo_load_terminals: 200
 data_dir: %s
 rules_dir: ../../rules
 listeners: [{name: ascii, addr: "%s"}]

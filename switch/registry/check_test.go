@@ -119,8 +119,8 @@ func TestCheckEachRule(t *testing.T) {
 		{"SoftPOS 6 km away, radius 5000 m", mod(t2(), func(r *CheckRequest) { r.Location.Lat += 0.054 }), "59", ReasonLocationRange, false},
 		{"SoftPOS GL missing, policy flag", mod(t2(), func(r *CheckRequest) { r.Location = GeoPoint{} }), "", "", true},
 		{"SoftPOS SI sent although none bound", mod(t2(), func(r *CheckRequest) { r.SIM = "89860000000000000555" }), "", "", false},
-		{"load terminal, nothing bound", CheckRequest{TerminalID: "LT000777", MerchantID: "000000000000003"}, "", "", false},
-		{"load terminal with another merchant", CheckRequest{TerminalID: "LT000777", MerchantID: "000000000000001"}, "03", ReasonMerchantMismatch, false},
+		{"load terminal, nothing bound", CheckRequest{TerminalID: "LT000077", MerchantID: "000000000000003"}, "", "", false},
+		{"load terminal with another merchant", CheckRequest{TerminalID: "LT000077", MerchantID: "000000000000001"}, "03", ReasonMerchantMismatch, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -600,7 +600,7 @@ func TestStanding(t *testing.T) {
 	}{
 		{"T0000001", ReasonNone},
 		{"T0000002", ReasonNone},
-		{"LT000777", ReasonNone},
+		{"LT000077", ReasonNone},
 		{"T0000003", ReasonTerminalSuspended},
 		{"T0000100", ReasonTerminalPending},
 		{"T0000009", ReasonMerchantFrozen},

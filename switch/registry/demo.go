@@ -16,8 +16,14 @@ var (
 	DemoLimitsStandard = Limits{PerTransaction: 5_000_000, Daily: 50_000_000, Monthly: 500_000_000}
 )
 
-// DemoLoadTerminals is how many LT terminals the demo fleet has (LT000001 ...).
+// DemoLoadTerminals is how many LT terminals the demo fleet has by default
+// (LT000001 ...): as many as `switchyard bench` drives. A demo configuration may ask for
+// fewer or more (config demo_load_terminals, LoadDemoFleet).
 const DemoLoadTerminals = 2000
+
+// MaxDemoLoadTerminals is the most load terminals a demo fleet may have: their IDs
+// have six digits.
+const MaxDemoLoadTerminals = 999_999
 
 // DemoBDKRef is the key reference of the demo DUKPT BDK (KSNs FFFF9876543210Exxxxx).
 const DemoBDKRef = "BDK.FFFF9876543210E"
@@ -41,7 +47,11 @@ func DemoMerchants() []Merchant {
 // location), T0000003 (suspended), T0000009 (of the frozen merchant) and the
 // unbound load terminals LT000001 to LT002000, whose PINs are under T0000001's TPK
 // (and whose shared TMK LT.TMK lets them sign in over the cup dialect).
-func DemoTerminals() []Terminal {
+func DemoTerminals() []Terminal { return DemoFleetTerminals(DemoLoadTerminals) }
+
+// DemoFleetTerminals is DemoTerminals with loadTerminals load terminals (LT000001 to
+// LT followed by loadTerminals in six digits; none for 0).
+func DemoFleetTerminals(loadTerminals int) []Terminal {
 	beijing := func() *Deployment { return &Deployment{Lat: 39.904200, Lon: 116.407400, RadiusM: 1000} }
 	posKeys := func(id string) KeyRefs {
 		return KeyRefs{TMK: id + ".TMK", TPK: id + ".TPK", PINMode: PINModeTPK}
@@ -62,7 +72,7 @@ func DemoTerminals() []Terminal {
 			Binding:  Binding{DeviceSerial: "SN-T0000009", ICCID: "89860000000000000009", IMEI: "860000000000009"},
 			Location: beijing(), Keys: posKeys("T0000009")},
 	}
-	for i := 1; i <= DemoLoadTerminals; i++ {
+	for i := 1; i <= loadTerminals; i++ {
 		ts = append(ts, Terminal{ID: fmt.Sprintf("LT%06d", i), MerchantID: "000000000000003", Kind: KindPOS, Status: TerminalActive,
 			MissingPolicy: PolicyDecline, Keys: KeyRefs{TMK: "LT.TMK", TPK: "LT.TPK", PINMode: PINModeTPK}})
 	}
@@ -89,13 +99,23 @@ func DemoAlertRule() AlertRule {
 // In a cluster every node may run it at start, at the same moment: being
 // idempotent, it is run again (up to 10 times) for as long as it meets another
 // node's commit, where another write would report the conflict.
-func LoadDemo(reg *Registry) (int, error) {
+func LoadDemo(reg *Registry) (int, error) { return LoadDemoFleet(reg, DemoLoadTerminals) }
+
+// LoadDemoFleet is LoadDemo with loadTerminals load terminals (0 to
+// MaxDemoLoadTerminals) instead of DemoLoadTerminals. Load terminals already in the
+// registry past that number are left as they are. The tests of the switch's packages
+// load a few: the 2,000 of the full fleet made up most of the time of a test that
+// starts a demo switch under the race detector (docs/performance.md Part 51).
+func LoadDemoFleet(reg *Registry, loadTerminals int) (int, error) {
+	if loadTerminals < 0 || loadTerminals > MaxDemoLoadTerminals {
+		return 0, fmt.Errorf("demo fleet: %d load terminals: want 0 to %d", loadTerminals, MaxDemoLoadTerminals)
+	}
 	total := 0
 	for i := 0; ; i++ {
 		// loadDemo commits in chunks: what a try committed before its conflict
 		// counts, whichever try it was (retry returns the last try's count only).
 		_, err := retry(reg.store, func() (int, error) {
-			n, err := loadDemo(reg)
+			n, err := loadDemo(reg, loadTerminals)
 			total += n
 			return n, err
 		})
@@ -105,7 +125,7 @@ func LoadDemo(reg *Registry) (int, error) {
 	}
 }
 
-func loadDemo(reg *Registry) (int, error) {
+func loadDemo(reg *Registry, loadTerminals int) (int, error) {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	now := reg.now()
@@ -121,7 +141,7 @@ func loadDemo(reg *Registry) (int, error) {
 		m.CreatedAt, m.UpdatedAt, m.Version = now, now, 1
 		effs = append(effs, effect{mAfter: &m})
 	}
-	for _, t := range DemoTerminals() {
+	for _, t := range DemoFleetTerminals(loadTerminals) {
 		if _, ok := reg.Terminal(t.ID); ok {
 			continue
 		}

@@ -35,7 +35,7 @@ func TestDUKPTDevice(t *testing.T) {
 		}}}
 	f.open(t)
 	t.Cleanup(func() { f.close(t) })
-	if _, err := LoadDemo(f.reg); err != nil {
+	if _, err := LoadDemoFleet(f.reg, testLoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	if d, _ := f.reg.Terminal("T0000002"); d.Keys.DUKPTDevice != DemoDUKPTDevice {

@@ -50,6 +50,11 @@ func openDB(t testing.TB, dir string) *badger.DB {
 	return db
 }
 
+// testLoadTerminals is how many load terminals the fixtures' demo fleet has. The full
+// fleet's 2,000 made up most of this package's time under -race; TestDemoFleet and
+// TestSharedDemoLoadedTogether load all of them.
+const testLoadTerminals = 200
+
 type fixture struct {
 	dir   string
 	db    *badger.DB
@@ -69,8 +74,8 @@ func newFixtureOpts(t testing.TB, opts Options) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: opts}
 	f.open(t)
-	if _, err := LoadDemo(f.reg); err != nil {
-		t.Fatalf("LoadDemo: %v", err)
+	if _, err := LoadDemoFleet(f.reg, testLoadTerminals); err != nil {
+		t.Fatalf("LoadDemoFleet: %v", err)
 	}
 	t.Cleanup(func() { f.close(t) })
 	return f

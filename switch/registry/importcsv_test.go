@@ -103,8 +103,8 @@ func TestLargeImportChunks(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.reopen(t)
-	if got := len(f.reg.Terminals(TerminalFilter{MerchantID: "000000000000003"})); got != 2000+n {
-		t.Errorf("terminals of merchant 3 after reopen = %d, want %d", got, 2000+n)
+	if got := len(f.reg.Terminals(TerminalFilter{MerchantID: "000000000000003"})); got != testLoadTerminals+n {
+		t.Errorf("terminals of merchant 3 after reopen = %d, want %d", got, testLoadTerminals+n)
 	}
 	if _, err := f.reg.VerifyOplog(); err != nil {
 		t.Error(err)

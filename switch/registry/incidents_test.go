@@ -22,7 +22,7 @@ func TestIncidentQueueFullWritesSynchronously(t *testing.T) {
 	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1, IncidentQueue: 1}}
 	f.open(t)
 	t.Cleanup(func() { f.close(t) })
-	if _, err := LoadDemo(f.reg); err != nil {
+	if _, err := LoadDemoFleet(f.reg, testLoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {

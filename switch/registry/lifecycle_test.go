@@ -12,6 +12,13 @@ import (
 
 func TestDemoFleet(t *testing.T) {
 	f := newFixture(t)
+	// The fixture loads testLoadTerminals load terminals; the full fleet adds the rest.
+	if n, err := LoadDemo(f.reg); err != nil || n != DemoLoadTerminals-testLoadTerminals {
+		t.Fatalf("LoadDemo after LoadDemoFleet(%d) = %d, %v; want %d created", testLoadTerminals, n, err, DemoLoadTerminals-testLoadTerminals)
+	}
+	if _, err := LoadDemoFleet(f.reg, MaxDemoLoadTerminals+1); err == nil {
+		t.Errorf("LoadDemoFleet(%d) took it", MaxDemoLoadTerminals+1)
+	}
 	if n := len(f.reg.Merchants(MerchantFilter{})); n != 4 {
 		t.Errorf("demo merchants = %d, want 4", n)
 	}

@@ -250,7 +250,7 @@ func TestMetrics(t *testing.T) {
 	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1, Metrics: promReg}}
 	f.open(t)
 	t.Cleanup(func() { f.close(t) })
-	if _, err := LoadDemo(f.reg); err != nil {
+	if _, err := LoadDemoFleet(f.reg, testLoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	req := f.goodT1()

@@ -20,8 +20,8 @@ func TestKeyUsers(t *testing.T) {
 		}
 	}
 	lt := f.reg.KeyUsers("LT.TPK")
-	if len(lt) != DemoLoadTerminals || lt[0] != "LT000001" || !slices.IsSorted(lt) {
-		t.Errorf("KeyUsers(LT.TPK): %d terminals from %v, want the %d load terminals in order", len(lt), lt[:min(len(lt), 3)], DemoLoadTerminals)
+	if len(lt) != testLoadTerminals || lt[0] != "LT000001" || !slices.IsSorted(lt) {
+		t.Errorf("KeyUsers(LT.TPK): %d terminals from %v, want the %d load terminals in order", len(lt), lt[:min(len(lt), 3)], testLoadTerminals)
 	}
 	check("demo", map[string][]string{"T0000001.TPK": {"T0000001"}, "T0000003.TMK": {"T0000003"}, "T0000002.TAK": {"T0000002"}, "NO.SUCH.KEY": nil})
 

@@ -38,8 +38,8 @@ func newNodeOpts(t *testing.T, mem *statelog.Memory, opts Options) *node {
 	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: opts}
 	f.open(t)
 	mem.Follow(f.reg)
-	if _, err := LoadDemo(f.reg); err != nil {
-		t.Fatalf("LoadDemo: %v", err)
+	if _, err := LoadDemoFleet(f.reg, testLoadTerminals); err != nil {
+		t.Fatalf("LoadDemoFleet: %v", err)
 	}
 	t.Cleanup(func() { f.close(t) })
 	return &node{f}

@@ -35,7 +35,7 @@ func TestImportRefusesBadKeyReferences(t *testing.T) {
 		}}}
 	f.open(t)
 	t.Cleanup(func() { f.close(t) })
-	if _, err := LoadDemo(f.reg); err != nil {
+	if _, err := LoadDemoFleet(f.reg, testLoadTerminals); err != nil {
 		t.Fatal(err)
 	}
 	csv := "terminal_id,merchant_id,kind,pin_mode,tpk,tmk,bdk\n" +

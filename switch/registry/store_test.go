@@ -17,8 +17,8 @@ func TestPersistenceAcrossReopen(t *testing.T) {
 	if m, _ := f.reg.Merchant("000000000000002"); m.Status != MerchantFrozen {
 		t.Errorf("merchant 2 after reopen = %s", m.Status)
 	}
-	if n := len(f.reg.Terminals(TerminalFilter{})); n != 2004 {
-		t.Errorf("terminals after reopen = %d", n)
+	if n := len(f.reg.Terminals(TerminalFilter{})); n != 4+testLoadTerminals {
+		t.Errorf("terminals after reopen = %d, want %d", n, 4+testLoadTerminals)
 	}
 	if res := f.reg.Check(f.goodT2()); res.Reason != ReasonMerchantFrozen {
 		t.Errorf("T0000002 after reopen: %q, want merchant-frozen", res.Reason)

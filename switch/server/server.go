@@ -393,7 +393,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 	}
 	if cfg.Demo {
-		n, err := registry.LoadDemo(s.Registry)
+		n, err := registry.LoadDemoFleet(s.Registry, cfg.DemoLoadTerminals)
 		if err != nil {
 			return nil, fmt.Errorf("demo fleet: %w", err)
 		}

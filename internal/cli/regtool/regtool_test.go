@@ -64,7 +64,7 @@ func newEnvWith(t *testing.T, opts registry.Options) *env {
 			t.Error(err)
 		}
 	})
-	if _, err := registry.LoadDemo(reg); err != nil {
+	if _, err := registry.LoadDemoFleet(reg, 200); err != nil {
 		t.Fatal(err)
 	}
 	auth, err := admin.NewAuthenticator(api.DemoTokens())

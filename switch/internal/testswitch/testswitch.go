@@ -11,13 +11,20 @@ import (
 	"github.com/switchyard/switchyard/switch/config"
 )
 
+// LoadTerminals is how many load terminals (LT000001 to LT000200) the demo fleet of
+// DemoConfig has. The full fleet's 2,000 made up some 45% of the time of a test that
+// starts a demo switch under the race detector (docs/performance.md Part 51); no
+// test of these packages uses more than a few.
+const LoadTerminals = 200
+
 // DemoConfig is the demo configuration with its data in dir, every listener and the
 // admin server on a free loopback port, the repository's rules (rulesDir, relative to
-// the test's package), and a short drain.
+// the test's package), a short drain and LoadTerminals load terminals.
 func DemoConfig(t testing.TB, dir, rulesDir string) *config.Config {
 	t.Helper()
 	c := config.Demo()
 	c.DataDir = dir
+	c.DemoLoadTerminals = LoadTerminals
 	c.Admin.Addr = "127.0.0.1:0"
 	for i := range c.Listeners {
 		c.Listeners[i].Addr = "127.0.0.1:0"
