@@ -9,7 +9,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// decodeInput must decode strictly (an unknown name is an error), which
+// decodeInput and parseFile must decode strictly (an unknown name is an error), which
 // yaml.v3 offers only to a Decoder reading text (KnownFields), not to
 // Node.Decode: the strict way marshals the node and parses it again, which
 // costs more than the rest of a rule set's load together. Almost every input
@@ -17,10 +17,12 @@ import (
 // value; onlyKnownFields tells which, and anything it is unsure of goes the
 // strict way, which also words every error.
 
-// reparseAlways, set by tests, makes decodeInput always take the strict way.
+// reparseAlways, set by tests, makes decodeInput and parseFile always take the
+// strict way.
 var reparseAlways bool
 
 var (
+	yamlNodeReflect    = reflect.TypeFor[yaml.Node]()
 	yamlUnmarshaler    = reflect.TypeFor[yaml.Unmarshaler]()
 	yamlObsoleteUnmars = reflect.TypeFor[interface {
 		UnmarshalYAML(unmarshal func(any) error) error
@@ -45,6 +47,9 @@ func onlyKnownFields(n *yaml.Node, t reflect.Type) bool {
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t == yamlNodeReflect {
+		return true // a yaml.Node field takes its node as it is, strictly or not
 	}
 	pt := reflect.PointerTo(t)
 	if pt.Implements(yamlObsoleteUnmars) || t.Implements(yamlObsoleteUnmars) {
