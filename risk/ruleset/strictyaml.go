@@ -9,13 +9,15 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// decodeInput and parseFile must decode strictly (an unknown name is an error), which
-// yaml.v3 offers only to a Decoder reading text (KnownFields), not to
-// Node.Decode: the strict way marshals the node and parses it again, which
-// costs more than the rest of a rule set's load together. Almost every input
-// names only known fields, and for those a plain Node.Decode gives the same
-// value; onlyKnownFields tells which, and anything it is unsure of goes the
-// strict way, which also words every error.
+// decodeInput and parseFile must decode strictly (an unknown name is an error),
+// which yaml.v3 offers only to a Decoder reading text (KnownFields), not to
+// Node.Decode: the strict way parses the text again (parseFile: a rule file is
+// parsed into a node tree first, for the lines of its keys) or marshals the node
+// and parses it again (decodeInput: a test's input), which cost more than the
+// rest of a rule set's load together. Almost every file and input names only
+// known fields, and for those a plain Node.Decode gives the same value;
+// onlyKnownFields tells which, and anything it is unsure of goes the strict way,
+// which also words every error.
 
 // reparseAlways, set by tests, makes decodeInput and parseFile always take the
 // strict way.
