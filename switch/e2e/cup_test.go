@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/bench"
+	"github.com/switchyard/switchyard/internal/sparse"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -596,7 +597,7 @@ func TestCUPNoCardDataInTheClear(t *testing.T) {
 		if err != nil || info.IsDir() {
 			return err
 		}
-		b, err := os.ReadFile(path)
+		b, err := sparse.ReadData(path) // Badger's files are mostly holes
 		if err == nil {
 			check(path, b)
 		}
