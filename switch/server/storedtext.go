@@ -85,8 +85,7 @@ func (s *Server) maskStoredText() {
 		// version: there is no clear text to look for. (A cluster node's
 		// stores come from the cluster's buckets, which older nodes may have
 		// written: it reads them even on a new directory.)
-		v, _ := json.Marshal(maskedTextRun{At: time.Now().UTC(), NewStore: true})
-		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyMaskedText), v) }); err != nil {
+		if err := s.recordMaskedText(maskedTextRun{NewStore: true}); err != nil {
 			log.Error().Err(err).Msg("card numbers in stored free text: could not record that a new store needs no clean-up; it runs at the next start")
 		}
 		return
@@ -123,13 +122,23 @@ func (s *Server) maskStoredText() {
 			log.Error().Err(err).Msg("card numbers in stored free text: Badger not flattened; the clear values the clean-up replaced stay in its files until its own compactions drop them")
 		}
 	}
-	v, _ := json.Marshal(maskedTextRun{At: time.Now().UTC(), Tally: total})
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyMaskedText), v) }); err != nil {
+	if err := s.recordMaskedText(maskedTextRun{Tally: total}); err != nil {
 		log.Error().Err(err).Msg("card numbers in stored free text: the clean-up ran but could not be recorded; it runs again at the next start")
 		return
 	}
 	log.Info().Int("records", total.Records).Int("card_numbers", total.CardNumbers).Int("rechained", total.Rechained).
 		Dur("took", time.Since(start)).Msg("card numbers in stored free text: clean-up done")
+}
+
+// recordMaskedText records run, at the time now, under keyMaskedText: the clean-up
+// does not run again.
+func (s *Server) recordMaskedText(run maskedTextRun) error {
+	run.At = time.Now().UTC()
+	v, err := json.Marshal(run)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyMaskedText), v) })
 }
 
 // compactAway makes Badger drop the versions of keys that newer ones replaced:
