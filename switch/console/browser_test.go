@@ -87,8 +87,19 @@ type browser struct {
 func newBrowser(t *testing.T, s *server.Server) *browser {
 	t.Helper()
 	path := browserPath(t)
+	// Chromium puts its singleton socket in a directory of its own under $TMPDIR
+	// (org.chromium.Chromium.*), which it leaves behind when it is killed, as
+	// the allocator's cancel does: a directory of the test's keeps it. Not
+	// t.TempDir(): its path, the test's name in it, can pass the 108 bytes of
+	// a socket's path.
+	tmp, err := os.MkdirTemp("", "chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) }) // after the browser's cancel below
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+		chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
+		chromedp.Env("TMPDIR="+tmp))
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelB := chromedp.NewContext(actx)
 	if err := chromedp.Do(bctx); err != nil { // starts the browser, with no timeout
