@@ -31,9 +31,15 @@ run: build
 ## Under -race the few long simulation loops run a trimmed size (see risk/race_test.go);
 ## `make test RACE=` runs them in full, without it.
 RACE ?= -race
+# The packages whose tests take longest, named first: go test starts the packages' runs
+# in the order of its arguments (a repeat of ./... is dropped), -p of them at once, so
+# the longest start first and the short ones fill in beside them, instead of the
+# longest starting last and the run waiting on them alone.
+SLOW_FIRST := ./switch/e2e/ ./switch/cluster/ ./switch/server/ ./risk/ ./switch/console/ \
+	./switch/alerts/ ./bench/ ./switch/registry/
 test: build tidy-check
 	$(GO) vet ./...
-	$(GO) test $(RACE) -count=1 -timeout 25m ./...
+	$(GO) test $(RACE) -count=1 -timeout 25m $(SLOW_FIRST) ./...
 	$(GO) test -count=1 -parallel 4 -run '^TestCluster' ./switch/e2e/
 	$(GO) test -count=1 -run '^TestSmoke$$' ./switch/cluster/jsbench/
 	$(MAKE) --no-print-directory fuzz
