@@ -27,10 +27,15 @@ run: build
 ## test: go.mod tidy, vet, unit and integration tests under the race detector, the
 ## 3-node cluster tests (subprocesses; skipped under -race, run once more without it, the
 ## four at once: they mostly wait), the JetStream smoke test's atomic batch step (a race
-## inside nats-server's batch apply fails it under -race), a brief fuzz of the decoders, the rule pack's tests.
-## Under -race the few long simulation loops run a trimmed size (see risk/race_test.go);
-## `make test RACE=` runs them in full, without it.
+## inside nats-server's batch apply fails it under -race), the long one-goroutine
+## computations (NORACE_TESTS: skipped under -race, internal/racedetect), a brief fuzz of
+## the decoders, the rule pack's tests. `make test RACE=` runs everything without -race.
 RACE ?= -race
+# Tests that run a long computation on one goroutine (the risk engine's fraud scenarios
+# and its heap per card, the alerting rules' PromQL unit tests): some ten times slower
+# under -race, where the detector has nothing to find; they skip there and run here
+# without it, in full.
+NORACE_TESTS := TestBenchScenarios|TestEngineHeapPerDistinctCard|TestRulesUnit
 # The packages whose tests take longest, named first: go test starts the packages' runs
 # in the order of its arguments (a repeat of ./... is dropped), -p of them at once, so
 # the longest start first and the short ones fill in beside them, instead of the
@@ -42,6 +47,7 @@ test: build tidy-check
 	$(GO) test $(RACE) -count=1 -timeout 25m $(SLOW_FIRST) ./...
 	$(GO) test -count=1 -parallel 4 -run '^TestCluster' ./switch/e2e/
 	$(GO) test -count=1 -run '^TestSmoke$$' ./switch/cluster/jsbench/
+	$(if $(RACE),$(GO) test -count=1 -run '^($(NORACE_TESTS))$$' ./risk/ ./switch/alerts/)
 	$(MAKE) --no-print-directory fuzz
 	@if [ -d rules ] && ls rules/*.yaml >/dev/null 2>&1; then ./$(BIN) rules test rules; fi
 

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/racedetect"
 )
 
 // engineHeapPerCard observes n approved purchases, each with a card not seen before,
@@ -37,8 +39,11 @@ func engineHeapPerCard(tb testing.TB, n int) (perCard float64, seriesPerCard flo
 // TestEngineHeapPerDistinctCard: with the default rules, the risk state holds at most
 // 150 bytes per distinct card (a day of 10 million cards in 1.5 GB).
 func TestEngineHeapPerDistinctCard(t *testing.T) {
+	if racedetect.Enabled {
+		t.Skip(racedetect.SkipLong)
+	}
 	n := 300_000
-	if testing.Short() || raceEnabled {
+	if testing.Short() {
 		n = 100_000
 	}
 	per, series := engineHeapPerCard(t, n)

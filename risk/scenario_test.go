@@ -6,6 +6,8 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/racedetect"
 )
 
 // The bench scenarios: ordinary traffic (enterprise load tills, the demo
@@ -151,8 +153,11 @@ func simFraud(rng *rand.Rand, start time.Time, span time.Duration, count int) []
 }
 
 func TestBenchScenarios(t *testing.T) {
+	if racedetect.Enabled {
+		t.Skip(racedetect.SkipLong)
+	}
 	tills, rate, span, runs := 100, 7.5, 3*time.Minute, 20
-	if testing.Short() || raceEnabled {
+	if testing.Short() {
 		// Fewer runs and a shorter span, but not fewer tills: the false positives are
 		// mostly the customers of a merchant under attack in the minutes after it,
 		// whose share of the ordinary traffic grows as the tills shrink (20 tills:

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/racedetect"
 )
 
 // capShapes are the busiest series shapes a request can add a key to, the key
@@ -61,7 +63,7 @@ func heapOf(n int, mk func() *Velocity, feed func(s *Velocity, key uint64, t int
 // its heap (Bytes, what the memory budget is held against) is within 25% of the
 // heap it really holds; the per-key figures are those docs/rules.md gives.
 func TestSeriesBytesEstimate(t *testing.T) {
-	if raceEnabled {
+	if racedetect.Enabled {
 		t.Skip("the race detector changes the heap")
 	}
 	n := 100_000
@@ -80,7 +82,7 @@ func TestSeriesBytesEstimate(t *testing.T) {
 // further, whatever the number of keys: the heap stays within the budget (and the
 // slack of the arena's growth) while the flood, with no budget, would take 80 MB.
 func TestMemoryBudgetHolds(t *testing.T) {
-	if raceEnabled {
+	if racedetect.Enabled {
 		t.Skip("the race detector changes the heap")
 	}
 	const budget = 16 << 20

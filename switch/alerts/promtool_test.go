@@ -26,6 +26,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/switchyard/switchyard/internal/racedetect"
 )
 
 // This file runs unit tests written in promtool's format (`promtool test rules`,
@@ -71,6 +73,9 @@ type alertTest struct {
 // TestRulesUnit runs docs/alerts/switchyard.rules.test.yml, and checks that it tests
 // every alert both firing and silent.
 func TestRulesUnit(t *testing.T) {
+	if racedetect.Enabled {
+		t.Skip(racedetect.SkipLong)
+	}
 	f := readUnitFile(t, rulesTestFile)
 	fired, silent := map[string]bool{}, map[string]bool{}
 	for _, ut := range f.Tests {

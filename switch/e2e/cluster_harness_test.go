@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/freeport"
+	"github.com/switchyard/switchyard/internal/racedetect"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -174,7 +175,7 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster of switch processes")
 	}
-	if raceEnabled {
+	if racedetect.Enabled {
 		t.Skip("three race-detector switch processes and their JetStream servers are too slow on two cores; run without -race")
 	}
 	bin := switchyardBinary(t)

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/internal/racedetect"
 )
 
 // TestClusterBenchTiny runs `switchyard bench --cluster 3 --cluster-tls` for a few seconds and checks
@@ -17,7 +19,7 @@ import (
 // not judge the figures: those are the bench's job (docs/cluster.md).
 func TestClusterBenchTiny(t *testing.T) {
 	t.Parallel() // see startCluster
-	if testing.Short() || raceEnabled {
+	if testing.Short() || racedetect.Enabled {
 		t.Skip("runs one switch, then three with embedded JetStream, for a few seconds each")
 	}
 	bin := switchyardBinary(t)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/racedetect"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -52,7 +53,7 @@ func switchyardBinary(t *testing.T) string {
 		}
 		binPath = filepath.Join(dir, "switchyard")
 		args := []string{"build", "-o", binPath}
-		if raceEnabled {
+		if racedetect.Enabled {
 			args = append(args, "-race")
 		}
 		out, err := exec.Command("go", append(args, "../../cmd/switchyard")...).CombinedOutput()

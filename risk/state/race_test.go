@@ -1,6 +1,0 @@
-//go:build race
-
-package state
-
-// raceEnabled: see norace_test.go.
-const raceEnabled = true
