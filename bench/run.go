@@ -479,18 +479,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(`# written by switchyard bench
-demo: true
-data_dir: %s
-rules_dir: %s
-# Every terminal of the bench comes from one address: its limit is the switch's.
-listeners:
-  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024, max_in_flight_per_source: 20000}
-admin: {addr: "%s"}
-demo_issuer: {external: "%s"}
-shutdown: {drain_timeout: 10s}
-security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr) + qrCfg + journalYAML(o.JournalWindow, o.JournalWindowCPU)
+	cfg := switchConfig(filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr) + qrCfg + journalYAML(o.JournalWindow, o.JournalWindowCPU)
 	if o.PayShield {
 		hsmAddr, err := freeAddr()
 		if err != nil {
