@@ -52,6 +52,11 @@ func TestDatesInTheSwitchsZone(t *testing.T) {
 	if _, _, errs = runCLI(t, map[string]string{"SWITCHYARD_TIMEZONE": "UTC"}, append([]string{"journal"}, conn...)...); strings.Contains(errs, "warning") {
 		t.Errorf("SWITCHYARD_TIMEZONE the switch's: %s", errs)
 	}
+	// A token the switch refuses is said as the command's refusal, not as the zone's.
+	code, _, errs = runCLI(t, nil, "journal", "--admin", srv.URL, "--token", "not-a-token")
+	if code == 0 || !strings.Contains(errs, "switchyard: journal: admin API: 401") || strings.Contains(errs, "timezone") {
+		t.Errorf("journal with a refused token: exit %d\n%s", code, errs)
+	}
 	// -h asks the switch nothing (a dead address).
 	if code, _, _ := runCLI(t, nil, "rules", "backtest", "-h", "--admin", "http://127.0.0.1:1"); code != 0 {
 		t.Errorf("backtest -h: exit %d", code)

@@ -72,6 +72,9 @@ func switchZone(env *Env, c *apiclient.Client) (*time.Location, string, error) {
 	case errors.As(err, &ae) && ae.Status == http.StatusNotFound, err == nil && info.Timezone == "":
 		fmt.Fprintf(env.Stderr, "switchyard: the switch does not report its timezone (GET /api/v1/info, added on 6 December 2026): dates are read in %s (%s); set $SWITCHYARD_TIMEZONE to the switch's timezone if it is another\n", own, ownFrom)
 		return own, ownFrom, nil
+	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
+		// The command's first request: its token is refused, not the zone.
+		return nil, "", err
 	case err != nil:
 		return nil, "", fmt.Errorf("the switch's timezone (GET /api/v1/info): %w", err)
 	}
