@@ -40,8 +40,8 @@ NORACE_TESTS := TestBenchScenarios|TestEngineHeapPerDistinctCard|TestRulesUnit
 # in the order of its arguments (a repeat of ./... is dropped), -p of them at once, so
 # the longest start first and the short ones fill in beside them, instead of the
 # longest starting last and the run waiting on them alone.
-SLOW_FIRST := ./switch/e2e/ ./switch/cluster/ ./switch/server/ ./risk/ ./switch/console/ \
-	./switch/alerts/ ./bench/ ./switch/registry/
+SLOW_FIRST := ./switch/e2e/ ./switch/cluster/ ./switch/server/ ./switch/console/ ./bench/ \
+	./switch/registry/ ./switch/cluster/cjournal/ ./switch/cup/
 test: build tidy-check
 	$(GO) vet ./...
 	$(GO) test $(RACE) -count=1 -timeout 25m $(SLOW_FIRST) ./...
