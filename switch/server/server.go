@@ -716,12 +716,17 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	fds := fdLimit()
 	maxConns, lowered := connBudget(fds, maxConns)
+	if lowered {
+		// One line for all the listeners (each is lowered in the same proportion).
+		applied := make([]string, len(cfg.Listeners))
+		for i, lc := range cfg.Listeners {
+			applied[i] = fmt.Sprintf("%s %d→%d", lc.Name, lc.MaxConns, maxConns[i])
+		}
+		log.Warn().Str("key", "listeners[].max_conns").Str("applied", strings.Join(applied, ", ")).
+			Uint64("fd_limit", fds).Msg("max_conns lowered to leave file descriptors for the admin server and the stores: raise the limit (ulimit -n, LimitNOFILE) or lower max_conns")
+	}
 	for i, lc := range cfg.Listeners {
 		d, _ := message.ParseDialect(lc.Dialect)
-		if lowered {
-			log.Warn().Str("key", fmt.Sprintf("listeners[%d].max_conns", i)).Int("configured", lc.MaxConns).Int("applied", maxConns[i]).
-				Uint64("fd_limit", fds).Msg("max_conns lowered to leave file descriptors for the admin server and the stores: raise the limit (ulimit -n, LimitNOFILE) or lower max_conns")
-		}
 		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
 			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
 			HTTP: lc.Kind == "https", Logger: log.With().Str("component", "frontend").Logger()}
