@@ -61,6 +61,41 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkWriteSpread is BenchmarkWrite's R3/futures as a cluster of switches runs
+// it: a member (journal, applier, local store) on each of the three nodes, the 64
+// writers spread over the three, every member applying the other two's records,
+// and the figure taken once all three have applied everything. Against
+// R3/futures (one member, the other servers running no switch) it shows what the
+// appliers and the other nodes' deliveries add: docs/cluster.md, "The floor".
+//
+//	go test -run '^$' -bench 'WriteSpread|Write/R3/futures' -benchtime 5000x ./switch/cluster/cjournal/
+func BenchmarkWriteSpread(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nc := startCluster(b, ctx, 3)
+	var ms []*member
+	var ws []txnWriter
+	for i := range 3 {
+		m := openMember(b, ctx, nc.nodes[i], i+1, 3, filepath.Join(b.TempDir(), fmt.Sprintf("m%d", i+1)))
+		defer m.close(b)
+		ms = append(ms, m)
+		ws = append(ws, m.j)
+	}
+	cpu0 := cpuTime()
+	benchTxnsOver(b, ctx, ws)
+	b.StartTimer()
+	for _, m := range ms {
+		if err := m.j.CaughtUp(ctx); err != nil {
+			b.Fatal(err)
+		}
+		for m.store.Unindexed() > 0 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond) // polling for the indexer, with the deadline
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "all-cpu-µs/txn")
+}
+
 // txnWriter is what a transaction writes to: the cluster journal, or the local store
 // alone (the single node's figures, for comparison).
 type txnWriter interface {
@@ -73,6 +108,12 @@ var benchRuns atomic.Int64
 
 // benchTxns runs b.N transactions over 64 writers.
 func benchTxns(b *testing.B, ctx context.Context, m txnWriter) {
+	benchTxnsOver(b, ctx, []txnWriter{m})
+}
+
+// benchTxnsOver runs b.N transactions over 64 writers, writer w writing to
+// ms[w%len(ms)].
+func benchTxnsOver(b *testing.B, ctx context.Context, ms []txnWriter) {
 	const writers = 64
 	run := benchRuns.Add(1) // b.N grows over runs on one stream: new duplicate keys each run
 	var next atomic.Int64
@@ -90,7 +131,7 @@ func benchTxns(b *testing.B, ctx context.Context, m txnWriter) {
 				if k > int64(b.N) {
 					return
 				}
-				if _, err := writeTxn(ctx, m, fmt.Sprintf("B%d-%02d", run, w), fmt.Sprintf("%06d", k%1000000), at.Add(time.Duration(k)*time.Millisecond)); err != nil {
+				if _, err := writeTxn(ctx, ms[w%len(ms)], fmt.Sprintf("B%d-%02d", run, w), fmt.Sprintf("%06d", k%1000000), at.Add(time.Duration(k)*time.Millisecond)); err != nil {
 					b.Error(err)
 					return
 				}
