@@ -68,6 +68,8 @@ type Round struct {
 	SingleUS  float64 `json:"single_cpu_per_auth_us"`
 	ClusterUS float64 `json:"cluster_cpu_per_auth_us"`
 	Ratio     float64 `json:"ratio"`
+	// Host is the round's HostSpeed (open loops only).
+	Host float64 `json:"host_speed,omitempty"`
 }
 
 // NodeFigures are one switch process's figures over a measured window.
@@ -120,6 +122,31 @@ type ClusterReport struct {
 	Ratio, MarginalRatio float64
 	// Rounds are the rounds' figures, in order (ClusterOptions.Rounds above 1).
 	Rounds []Round `json:"rounds,omitempty"`
+	// Host, for an open loop, is HostSpeed of the (last round's) phases.
+	Host float64 `json:"host_speed,omitempty"`
+}
+
+// hostDrift is how far from 1 a HostSpeed may be before the table says that the
+// host's speed moved between the phases.
+const hostDrift = 1.2
+
+// HostSpeed compares the host's speed in the two phases of an open loop: the CPU
+// the issuer simulator and this harness spent per authorization in the single
+// node's phase over what they spent in the cluster's. Offered the same rate, they
+// do the same work in both (the same requests made, answered and checked), so a
+// figure away from 1 says that the shared host ran slower (above 1: in the single
+// node's phase) or faster, which moves the switches' CPU per authorization by
+// about as much, and the ratio with it. It is 0 for a closed loop, whose phases
+// answer different rates, or when a phase lacks the figures.
+func HostSpeed(rate float64, single, cluster *ClusterPhase) float64 {
+	if rate <= 0 || single == nil || cluster == nil {
+		return 0
+	}
+	s, c := single.SimCPUPerAuthUS+single.HarnessCPUPerAuthUS, cluster.SimCPUPerAuthUS+cluster.HarnessCPUPerAuthUS
+	if s <= 0 || c <= 0 {
+		return 0
+	}
+	return s / c
 }
 
 // RunCluster runs the issuer simulator, then one switch node under the load, then a
@@ -183,6 +210,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 		if rep.Single.MarginalPerAuthUS > 0 {
 			rep.MarginalRatio = rep.Cluster.MarginalPerAuthUS / rep.Single.MarginalPerAuthUS
 		}
+		rep.Host = HostSpeed(o.Rate, rep.Single, rep.Cluster)
 		return rep, nil
 	}
 	// Rounds: each the procedure of one run, in a directory of its own.
@@ -195,11 +223,17 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 		if rep.Single.CPUPerAuthUS <= 0 || rep.Single.MarginalPerAuthUS <= 0 {
 			return rep, fmt.Errorf("round %d: the single node answered nothing", r)
 		}
-		rd := Round{SingleUS: rep.Single.CPUPerAuthUS, ClusterUS: rep.Cluster.CPUPerAuthUS, Ratio: rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS}
+		rd := Round{SingleUS: rep.Single.CPUPerAuthUS, ClusterUS: rep.Cluster.CPUPerAuthUS, Ratio: rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS,
+			Host: HostSpeed(o.Rate, rep.Single, rep.Cluster)}
 		rep.Rounds = append(rep.Rounds, rd)
+		rep.Host = rd.Host
 		ratios = append(ratios, rd.Ratio)
 		marginal = append(marginal, rep.Cluster.MarginalPerAuthUS/rep.Single.MarginalPerAuthUS)
-		fmt.Fprintf(o.Out, "%ssingle %.1f µs, cluster %.1f µs an authorization: %.2f×\n", label, rd.SingleUS, rd.ClusterUS, rd.Ratio)
+		host := ""
+		if rd.Host > 0 {
+			host = fmt.Sprintf(" (host speed single/cluster %.2f)", rd.Host)
+		}
+		fmt.Fprintf(o.Out, "%ssingle %.1f µs, cluster %.1f µs an authorization: %.2f×%s\n", label, rd.SingleUS, rd.ClusterUS, rd.Ratio, host)
 	}
 	rep.Ratio, rep.MarginalRatio = median(ratios), median(marginal)
 	return rep, nil
@@ -637,9 +671,17 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 		}
 	}
 	if len(r.Rounds) > 0 {
-		fmt.Fprintf(w, "\nrounds (single node and cluster measured in turn, CPU µs an authorization):\n%-8s %12s %12s %8s\n", "round", "single", "cluster", "ratio")
+		fmt.Fprintf(w, "\nrounds (single node and cluster measured in turn, CPU µs an authorization):\n%-8s %12s %12s %8s", "round", "single", "cluster", "ratio")
+		if r.Rate > 0 {
+			fmt.Fprintf(w, " %12s", "host speed")
+		}
+		fmt.Fprintln(w)
 		for i, rd := range r.Rounds {
-			fmt.Fprintf(w, "%-8d %12.1f %12.1f %7.2f×\n", i+1, rd.SingleUS, rd.ClusterUS, rd.Ratio)
+			fmt.Fprintf(w, "%-8d %12.1f %12.1f %7.2f×", i+1, rd.SingleUS, rd.ClusterUS, rd.Ratio)
+			if r.Rate > 0 {
+				fmt.Fprintf(w, " %12.2f", rd.Host)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 	if r.Ratio > 0 {
@@ -652,5 +694,19 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 			of = fmt.Sprintf(" (median of %d rounds)", len(r.Rounds))
 		}
 		fmt.Fprintf(w, "\ncluster/single CPU per authorization%s: %.2f× (target ≤ 1.5×: %s); marginal costs: %.2f×\n", of, r.Ratio, verdict, r.MarginalRatio)
+	}
+	if r.Host > 0 {
+		of := ""
+		if len(r.Rounds) > 1 {
+			of = ", last round"
+		}
+		fmt.Fprintf(w, "host speed (open loop%s): the issuer simulator and this harness spent %.2f× as much CPU per authorization in the single node's phase as in the cluster's, for the same work\n", of, r.Host)
+		if r.Host > hostDrift || r.Host < 1/hostDrift {
+			slower := "single node's"
+			if r.Host < 1 {
+				slower = "cluster's"
+			}
+			fmt.Fprintf(w, "  the host ran slower in the %s phase: the switches' figures moved by about as much, and the ratio with them; run again, or with --rounds\n", slower)
+		}
 	}
 }

@@ -20,7 +20,7 @@ func TestRoundsReport(t *testing.T) {
 	if got := median(nil); got != 0 {
 		t.Fatalf("median of nothing: %v", got)
 	}
-	rep := &ClusterReport{Rounds: []Round{{80, 320, 4}, {90, 270, 3}, {100, 350, 3.5}}, Ratio: 3.5, MarginalRatio: 3.4}
+	rep := &ClusterReport{Rounds: []Round{{80, 320, 4, 0}, {90, 270, 3, 0}, {100, 350, 3.5, 0}}, Ratio: 3.5, MarginalRatio: 3.4}
 	var b strings.Builder
 	rep.WriteTable(&b)
 	for _, want := range []string{
@@ -97,6 +97,60 @@ func TestClusterTableRate(t *testing.T) {
 		}
 		if rate > 0 && !strings.Contains(b.String(), "4000           4000") {
 			t.Errorf("rate %v: the offered rate is not in both columns:\n%s", rate, b.String())
+		}
+	}
+}
+
+// TestHostSpeed: in an open loop the issuer simulator and the harness do the same
+// work in both phases, so their CPU per authorization compares the host's speed in
+// the two; the table says so, and warns when the host ran slower in one phase
+// (docs/cluster.md, "The host's speed between the phases").
+func TestHostSpeed(t *testing.T) {
+	slowSingle := &ClusterPhase{SimCPUPerAuthUS: 66.0, HarnessCPUPerAuthUS: 66.7}
+	cluster := &ClusterPhase{SimCPUPerAuthUS: 37.6, HarnessCPUPerAuthUS: 38.9}
+	for _, c := range []struct {
+		name            string
+		rate            float64
+		single, cluster *ClusterPhase
+		want            float64
+	}{
+		{"closed loop", 0, slowSingle, cluster, 0},
+		{"no single phase", 3000, nil, cluster, 0},
+		{"no figures", 3000, &ClusterPhase{}, cluster, 0},
+		{"slower single phase", 3000, slowSingle, cluster, 132.7 / 76.5},
+		{"same speed", 3000, cluster, cluster, 1},
+	} {
+		if got := HostSpeed(c.rate, c.single, c.cluster); got < c.want-1e-9 || got > c.want+1e-9 {
+			t.Errorf("%s: HostSpeed = %v, want %v", c.name, got, c.want)
+		}
+	}
+
+	table := func(rep *ClusterReport) string {
+		var b strings.Builder
+		rep.WriteTable(&b)
+		return b.String()
+	}
+	slow := table(&ClusterReport{Rate: 3000, Single: slowSingle, Cluster: cluster, Ratio: 1.98, MarginalRatio: 1.86, Host: HostSpeed(3000, slowSingle, cluster)})
+	for _, want := range []string{
+		"host speed (open loop): the issuer simulator and this harness spent 1.73× as much CPU per authorization in the single node's phase",
+		"the host ran slower in the single node's phase",
+	} {
+		if !strings.Contains(slow, want) {
+			t.Errorf("the table lacks %q:\n%s", want, slow)
+		}
+	}
+	steady := table(&ClusterReport{Rate: 3000, Single: cluster, Cluster: cluster, Ratio: 2, MarginalRatio: 2, Host: 1.1})
+	if !strings.Contains(steady, "spent 1.10× as much") || strings.Contains(steady, "the host ran slower") {
+		t.Errorf("a host speed within 20%%: want the figure and no warning:\n%s", steady)
+	}
+	if closed := table(&ClusterReport{Single: cluster, Cluster: cluster, Ratio: 2, MarginalRatio: 2}); strings.Contains(closed, "host speed") {
+		t.Errorf("a closed loop: want no host speed line:\n%s", closed)
+	}
+	rounds := table(&ClusterReport{Rate: 3000, Single: cluster, Cluster: slowSingle, Ratio: 2, MarginalRatio: 2, Host: 0.58,
+		Rounds: []Round{{100, 200, 2, 1.01}, {90, 200, 2.22, 0.58}}})
+	for _, want := range []string{"host speed\n", "2                90.0        200.0    2.22×         0.58", "(open loop, last round)", "the host ran slower in the cluster's phase"} {
+		if !strings.Contains(rounds, want) {
+			t.Errorf("rounds: the table lacks %q:\n%s", want, rounds)
 		}
 	}
 }
