@@ -101,26 +101,24 @@ func TestClusterTableRate(t *testing.T) {
 	}
 }
 
-// TestHostSpeed: in an open loop the issuer simulator and the harness do the same
-// work in both phases, so their CPU per authorization compares the host's speed in
-// the two; the table says so, and warns when the host ran slower in one phase
-// (docs/cluster.md, "The host's speed between the phases").
+// TestHostSpeed: the same fixed work's CPU time in the two phases compares the
+// host's speed in them; the table says so, and warns when the host ran slower in
+// one phase (docs/cluster.md, "The host's speed between the phases").
 func TestHostSpeed(t *testing.T) {
-	slowSingle := &ClusterPhase{SimCPUPerAuthUS: 66.0, HarnessCPUPerAuthUS: 66.7}
-	cluster := &ClusterPhase{SimCPUPerAuthUS: 37.6, HarnessCPUPerAuthUS: 38.9}
+	slow := &ClusterPhase{HostCalibUS: 173}
+	fast := &ClusterPhase{HostCalibUS: 100}
 	for _, c := range []struct {
 		name            string
-		rate            float64
 		single, cluster *ClusterPhase
 		want            float64
 	}{
-		{"closed loop", 0, slowSingle, cluster, 0},
-		{"no single phase", 3000, nil, cluster, 0},
-		{"no figures", 3000, &ClusterPhase{}, cluster, 0},
-		{"slower single phase", 3000, slowSingle, cluster, 132.7 / 76.5},
-		{"same speed", 3000, cluster, cluster, 1},
+		{"no single phase", nil, fast, 0},
+		{"not measured", &ClusterPhase{}, fast, 0},
+		{"slower single phase", slow, fast, 1.73},
+		{"slower cluster phase", fast, slow, 100.0 / 173},
+		{"same speed", fast, fast, 1},
 	} {
-		if got := HostSpeed(c.rate, c.single, c.cluster); got < c.want-1e-9 || got > c.want+1e-9 {
+		if got := HostSpeed(c.single, c.cluster); got < c.want-1e-9 || got > c.want+1e-9 {
 			t.Errorf("%s: HostSpeed = %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -130,27 +128,38 @@ func TestHostSpeed(t *testing.T) {
 		rep.WriteTable(&b)
 		return b.String()
 	}
-	slow := table(&ClusterReport{Rate: 3000, Single: slowSingle, Cluster: cluster, Ratio: 1.98, MarginalRatio: 1.86, Host: HostSpeed(3000, slowSingle, cluster)})
+	slowSingle := table(&ClusterReport{Single: slow, Cluster: fast, Ratio: 1.98, MarginalRatio: 1.86, Host: HostSpeed(slow, fast)})
 	for _, want := range []string{
-		"host speed (open loop): the issuer simulator and this harness spent 1.73× as much CPU per authorization in the single node's phase",
+		"host speed: the same fixed work took 1.73× as much CPU in the single node's phase as in the cluster's (173 / 100 µs)",
 		"the host ran slower in the single node's phase",
 	} {
-		if !strings.Contains(slow, want) {
-			t.Errorf("the table lacks %q:\n%s", want, slow)
+		if !strings.Contains(slowSingle, want) {
+			t.Errorf("the table lacks %q:\n%s", want, slowSingle)
 		}
 	}
-	steady := table(&ClusterReport{Rate: 3000, Single: cluster, Cluster: cluster, Ratio: 2, MarginalRatio: 2, Host: 1.1})
-	if !strings.Contains(steady, "spent 1.10× as much") || strings.Contains(steady, "the host ran slower") {
+	steady := table(&ClusterReport{Single: &ClusterPhase{HostCalibUS: 110}, Cluster: fast, Ratio: 2, MarginalRatio: 2, Host: 1.1})
+	if !strings.Contains(steady, "took 1.10× as much") || strings.Contains(steady, "the host ran slower") {
 		t.Errorf("a host speed within 20%%: want the figure and no warning:\n%s", steady)
 	}
-	if closed := table(&ClusterReport{Single: cluster, Cluster: cluster, Ratio: 2, MarginalRatio: 2}); strings.Contains(closed, "host speed") {
-		t.Errorf("a closed loop: want no host speed line:\n%s", closed)
+	if unmeasured := table(&ClusterReport{Single: fast, Cluster: fast, Ratio: 2, MarginalRatio: 2}); strings.Contains(unmeasured, "host speed") {
+		t.Errorf("no calibration: want no host speed line:\n%s", unmeasured)
 	}
-	rounds := table(&ClusterReport{Rate: 3000, Single: cluster, Cluster: slowSingle, Ratio: 2, MarginalRatio: 2, Host: 0.58,
+	rounds := table(&ClusterReport{Single: fast, Cluster: slow, Ratio: 2, MarginalRatio: 2, Host: HostSpeed(fast, slow),
 		Rounds: []Round{{100, 200, 2, 1.01}, {90, 200, 2.22, 0.58}}})
-	for _, want := range []string{"host speed\n", "2                90.0        200.0    2.22×         0.58", "(open loop, last round)", "the host ran slower in the cluster's phase"} {
+	for _, want := range []string{"host speed\n", "2                90.0        200.0    2.22×         0.58", "host speed (last round)", "the host ran slower in the cluster's phase"} {
 		if !strings.Contains(rounds, want) {
 			t.Errorf("rounds: the table lacks %q:\n%s", want, rounds)
 		}
+	}
+}
+
+// TestCalibrate: the fixed work takes some CPU time of the thread that did it (a
+// gauge reading 0, or a thread's clock that cannot be read, fails).
+func TestCalibrate(t *testing.T) {
+	if _, ok := threadCPU(); !ok {
+		t.Skip("this system cannot read a thread's CPU time")
+	}
+	if d := calibrate(); d <= 0 {
+		t.Fatalf("calibrate: %v, want CPU time above 0", d)
 	}
 }

@@ -65,6 +65,13 @@ var ErrNewerCommit = errors.New("a commit this version cannot read (a newer vers
 // node's. The store must not apply it itself.
 var ErrUnavailable = errors.New("cluster unavailable: the change's outcome is unknown")
 
+// ErrBusy is wrapped by a Replica's ApplyRemote when its store refused the write for
+// a moment and the same write should succeed if tried again shortly: Badger refuses
+// every write while a DropPrefix flushes its memtables (ErrBlockedWrites), which a
+// start's clean-up does once. The follower tries the commit again at once, quietly,
+// for a while before it reports the fault like any other.
+var ErrBusy = errors.New("the store refused writes for a moment")
+
 // Log orders the commits of one store across the nodes.
 type Log interface {
 	// Append orders c after revision after (the last revision this node's store

@@ -41,6 +41,11 @@ const (
 	stateRetryMax = 2 * time.Second
 	// failLogEvery is how often the same error of a follower is logged again.
 	failLogEvery = time.Minute
+	// busyRetry is the follower's pause before it tries a commit again that its
+	// store refused with statelog.ErrBusy; busyQuiet is how long it does so
+	// without a word before it reports the fault as any other.
+	busyRetry = 20 * time.Millisecond
+	busyQuiet = 5 * time.Second
 	// purgedRetry is the follower's pause after ErrCommitsPurged.
 	purgedRetry = 30 * time.Second
 	// headerRoom is what the headers of a commit's message may take of the
@@ -470,15 +475,29 @@ func (f *Follower) consume() error {
 			// it would silently fork the node's copy. Say so and keep retrying.
 			return fmt.Errorf("cluster: follow %s: commit at sequence %d: %w", l.subject, seq, err)
 		}
-		for pause := stateRetry; ; pause = min(2*pause, stateRetryMax) {
+		var busySince time.Time
+		for pause := stateRetry; ; {
 			err := f.r.ApplyRemote(seq, c)
 			if err == nil {
 				break
+			}
+			if errors.Is(err, statelog.ErrBusy) {
+				// The store refused writes for a moment (a flush): try again soon.
+				if busySince.IsZero() {
+					busySince = time.Now()
+				}
+				if time.Since(busySince) < busyQuiet {
+					if !f.wait(busyRetry) {
+						return nil
+					}
+					continue
+				}
 			}
 			f.fail(fmt.Errorf("cluster: apply %s commit at sequence %d: %w", l.name, seq, err))
 			if !f.wait(pause) {
 				return nil
 			}
+			pause = min(2*pause, stateRetryMax)
 		}
 		l.signalApplied()
 	}

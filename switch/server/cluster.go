@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -196,7 +197,7 @@ func (c *clusterNode) follow(l *cluster.StoreLog, r statelog.Replica) error {
 	if c == nil || l == nil {
 		return nil
 	}
-	f := l.Follow(context.Background(), r)
+	f := l.Follow(context.Background(), badgerBusy{r})
 	c.sharedMu.Lock()
 	c.followed = append(c.followed, followed{log: l, r: r, f: f})
 	c.sharedMu.Unlock()
@@ -209,6 +210,20 @@ func (c *clusterNode) follow(l *cluster.StoreLog, r statelog.Replica) error {
 		}
 		return err
 	})
+}
+
+// badgerBusy is a Replica whose ApplyRemote says statelog.ErrBusy where Badger
+// refused the write because it blocks writes for a moment (a DropPrefix flushing its
+// memtables: the start's clean-up of stored text, compactAway), so that the follower
+// tries again at once and quietly instead of logging an error.
+type badgerBusy struct{ statelog.Replica }
+
+func (b badgerBusy) ApplyRemote(rev uint64, c statelog.Commit) error {
+	err := b.Replica.ApplyRemote(rev, c)
+	if errors.Is(err, badger.ErrBlockedWrites) {
+		return fmt.Errorf("%w: %w", statelog.ErrBusy, err)
+	}
+	return err
 }
 
 // asLog turns a possibly nil *StoreLog into a statelog.Log that is nil too (a typed
