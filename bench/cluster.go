@@ -129,6 +129,10 @@ type ClusterReport struct {
 	Host float64 `json:"host_speed,omitempty"`
 }
 
+// failedWarn is the share of failures (91, 96) among a phase's answers past which
+// the table says the phase was overloaded or unavailable.
+const failedWarn = 0.01
+
 // hostDrift is how far from 1 a HostSpeed may be before the table says that the
 // host's speed moved between the phases.
 const hostDrift = 1.2
@@ -691,6 +695,19 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 			of = fmt.Sprintf(" (median of %d rounds)", len(r.Rounds))
 		}
 		fmt.Fprintf(w, "\ncluster/single CPU per authorization%s: %.2f× (target ≤ 1.5×: %s); marginal costs: %.2f×\n", of, r.Ratio, verdict, r.MarginalRatio)
+	}
+	for _, ph := range []struct {
+		name string
+		p    *ClusterPhase
+	}{{"single node's", r.Single}, {"cluster's", r.Cluster}} {
+		if ph.p == nil || ph.p.Load == nil || ph.p.Load.Failed == 0 {
+			continue
+		}
+		failed, all := ph.p.Load.Failed, ph.p.Load.Failed+ph.p.Load.Hist.TotalCount()
+		if float64(failed) > failedWarn*float64(all) {
+			fmt.Fprintf(w, "the %s phase answered %d of its %d answers with a failure (%s, %.0f%%): it was overloaded or unavailable, and its CPU per authorization counts the failures' work; read its ratio as that, not as its cost (a lower --rate)\n",
+				ph.name, failed, all, failedCodes(ph.p.Load.Codes), 100*float64(failed)/float64(all))
+		}
 	}
 	if r.Host > 0 {
 		of := ""

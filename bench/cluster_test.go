@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // TestRoundsReport: the median of the rounds' ratios (odd and even counts), and the
@@ -161,5 +163,30 @@ func TestCalibrate(t *testing.T) {
 	}
 	if d := calibrate(); d <= 0 {
 		t.Fatalf("calibrate: %v, want CPU time above 0", d)
+	}
+}
+
+// TestClusterTableFailures: a phase that answered more than 1% of its answers with
+// a failure (91, 96) is said to have been overloaded or unavailable (a cluster at
+// 3,000/s on 2 cores fell behind, answered 57% 91, and its 3.91× stood as a round's
+// ratio unremarked, 7 December 2026); a few failures are not remarked on.
+func TestClusterTableFailures(t *testing.T) {
+	load := func(auths, failed int64) *LoadResult {
+		h := hdrhistogram.New(1, 60_000_000, 3)
+		for range auths {
+			if err := h.RecordValue(5000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return &LoadResult{Hist: h, Failed: failed, Codes: map[string]int64{"00": auths, "91": failed}}
+	}
+	var b strings.Builder
+	(&ClusterReport{Single: &ClusterPhase{Load: load(1000, 5)}, Cluster: &ClusterPhase{Load: load(13612, 18360)}, Ratio: 3.91, MarginalRatio: 3.5}).WriteTable(&b)
+	out := b.String()
+	if want := "the cluster's phase answered 18360 of its 31972 answers with a failure (91 x 18360, 57%): it was overloaded or unavailable"; !strings.Contains(out, want) {
+		t.Errorf("the table lacks %q:\n%s", want, out)
+	}
+	if strings.Contains(out, "the single node's phase answered") {
+		t.Errorf("5 failures in 1,005 answers remarked on:\n%s", out)
 	}
 }

@@ -44,11 +44,25 @@ type indexer struct {
 	// scan the maps (up to 2 x 100,000 entries; by RRN string they were 12 MB of the
 	// switch's pointer-holding heap, issue 15).
 	recent [2]map[uint64]recState
+	// busySince is when Badger began refusing the index's writes as blocked
+	// (badger.ErrBlockedWrites), zero while it is not.
+	busySince time.Time
+	// write writes an index batch: Store.index, or a test's stand-in.
+	write func([]ixItem) error
 }
 
 // retryAfter is how long the indexer waits before it tries again after Badger
 // refused an index batch.
 const retryAfter = time.Second
+
+// Badger refuses every write while a DropPrefix flushes its memtables (the
+// server's clean-up of stored text does one at a start, while a cluster node's
+// journal already indexes the other nodes' records): the indexer tries again
+// every busyRetry, without reporting the failure, for up to busyQuiet.
+const (
+	busyRetry = 20 * time.Millisecond
+	busyQuiet = 5 * time.Second
+)
 
 // ixItem is a committed frame for the indexer.
 type ixItem struct {
@@ -163,9 +177,19 @@ func (s *Store) indexLoop() {
 			}
 		}
 		if !s.indexQueued() {
-			retry.Reset(retryAfter)
+			d := retryAfter
+			if s.busy() {
+				d = busyRetry
+			}
+			retry.Reset(d)
 		}
 	}
+}
+
+// busy reports whether Badger has refused the index's writes as blocked for less
+// than busyQuiet (indexLoop's alone).
+func (s *Store) busy() bool {
+	return !s.ix.busySince.IsZero() && time.Since(s.ix.busySince) < busyQuiet
 }
 
 // indexQueued indexes what is queued and drops it from the pending maps. It reports
@@ -179,15 +203,26 @@ func (s *Store) indexQueued() bool {
 		s.ix.spare = items
 		return true
 	}
-	if err := s.index(items); err != nil {
+	write := s.index
+	if s.ix.write != nil {
+		write = s.ix.write
+	}
+	if err := write(items); err != nil {
 		// Keep the items (in front of what came since) and try again later; they
 		// stay readable from the pending maps meanwhile.
 		err = fmt.Errorf("journal: index %d log frames: %w", len(items), err)
-		if s.onIndexErr != nil {
+		if errors.Is(err, badger.ErrBlockedWrites) && s.ix.busySince.IsZero() {
+			s.ix.busySince = time.Now()
+		}
+		// Writes blocked for a moment are neither reported nor a query's error.
+		quiet := s.busy()
+		if s.onIndexErr != nil && !quiet {
 			s.onIndexErr(err)
 		}
 		s.ix.mu.Lock()
-		s.ix.err = err
+		if !quiet {
+			s.ix.err = err
+		}
 		s.ix.queue = append(items, s.ix.queue...)
 		s.ix.spare = nil
 		ch := s.ix.appliedCh
@@ -196,6 +231,7 @@ func (s *Store) indexQueued() bool {
 		close(ch)
 		return false
 	}
+	s.ix.busySince = time.Time{}
 	s.pend.mu.Lock()
 	for i := range items {
 		it := &items[i]

@@ -187,6 +187,9 @@ type Options struct {
 	// payment received within the query is found (Scan). Default
 	// DefaultLateReceipt; at most a day.
 	LateReceipt time.Duration
+
+	// indexWrite, in this package's tests, stands in for the index's Badger writes.
+	indexWrite func([]ixItem) error
 }
 
 // DefaultLateReceipt is Options.LateReceipt when it is not set: qr.orders.ttl's
@@ -333,6 +336,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.commits = wal.StartCommitter(wal.GroupOptions{MaxBatch: opts.MaxBatch, Window: opts.Window, Gap: opts.Gap, Busy: opts.Busy, BusyFrom: opts.WindowCPU}, s.commitGroup)
+	s.ix.write = opts.indexWrite
 	go s.indexLoop()
 	return s, nil
 }

@@ -1,0 +1,50 @@
+package journal
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// TestIndexBlockedWritesQuiet: Badger refusing the index's writes for a moment
+// (badger.ErrBlockedWrites, as while a DropPrefix flushes its memtables: the
+// server's clean-up of stored text at a start) is tried again soon, is not
+// reported as an index failure, and a query waits for it instead of failing.
+func TestIndexBlockedWritesQuiet(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var s *Store
+	var attempts atomic.Int32
+	s, err = Open(db, Options{Dir: filepath.Join(dir, "log"), IndexDelay: never, indexWrite: func(items []ixItem) error {
+		if attempts.Add(1) <= 3 {
+			return fmt.Errorf("write batch: %w", badger.ErrBlockedWrites)
+		}
+		return s.index(items)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var reported atomic.Int32
+	s.OnIndexError(func(error) { reported.Add(1) })
+	r := writeTxn(t, s, 1, time.Now())
+	found := 0
+	if err := s.Scan(context.Background(), Query{TID: r.TID}, func(*Record) bool { found++; return true }); err != nil {
+		t.Fatalf("a query while Badger blocked writes for a moment: %v; want it to wait", err)
+	}
+	if found != 1 || attempts.Load() != 4 {
+		t.Fatalf("found %d records after %d index attempts; want 1 after 4 (3 blocked)", found, attempts.Load())
+	}
+	if n := reported.Load(); n != 0 {
+		t.Fatalf("blocked writes reported %d times as an index failure; want none", n)
+	}
+}
