@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -46,5 +47,49 @@ func TestIndexBlockedWritesQuiet(t *testing.T) {
 	}
 	if n := reported.Load(); n != 0 {
 		t.Fatalf("blocked writes reported %d times as an index failure; want none", n)
+	}
+}
+
+// TestIndexBlockedWritesTooLong: Badger blocking the index's writes past the quiet
+// time (busyQuiet, here 100 ms) is reported as any index failure, and a waiting
+// query fails with it instead of waiting on (it waited for ever in a first version,
+// the retry gathering more work for IndexDelay).
+func TestIndexBlockedWritesTooLong(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var blocked atomic.Bool
+	blocked.Store(true)
+	var s *Store
+	s, err = Open(db, Options{Dir: filepath.Join(dir, "log"), IndexDelay: never, busyQuiet: 100 * time.Millisecond, indexWrite: func(items []ixItem) error {
+		if blocked.Load() {
+			return fmt.Errorf("write batch: %w", badger.ErrBlockedWrites)
+		}
+		return s.index(items)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	reported := make(chan error, 64)
+	s.OnIndexError(func(err error) { reported <- err })
+	r := writeTxn(t, s, 1, time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.Scan(ctx, Query{TID: r.TID}, func(*Record) bool { return true })
+	if !errors.Is(err, badger.ErrBlockedWrites) {
+		t.Fatalf("a query while Badger blocked writes past the quiet time: %v; want its error", err)
+	}
+	if got := <-reported; !errors.Is(got, badger.ErrBlockedWrites) {
+		t.Fatalf("reported %v; want the blocked writes", got)
+	}
+	// Once Badger takes writes again, the index's next try succeeds (here the
+	// one Close makes: it reports the index's last error).
+	blocked.Store(false)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close after the block ended: %v; want the index written", err)
 	}
 }

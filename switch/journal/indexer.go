@@ -157,14 +157,15 @@ func (s *Store) indexLoop() {
 		select {
 		case <-s.ix.wake:
 			gather = true
-		case <-retry.C:
-			gather = true
+		case <-retry.C: // the items wait already: no gathering
 		case <-s.ix.urgent:
 		case <-s.ix.stop:
 			s.indexQueued()
 			return
 		}
-		if gather {
+		// While Badger blocks writes, the items wait already, and a query
+		// waiting for them is not woken by a quiet failure to ask again.
+		if gather && !s.busy() {
 			timer.Reset(s.opts.IndexDelay)
 			select {
 			case <-timer.C:
@@ -189,7 +190,11 @@ func (s *Store) indexLoop() {
 // busy reports whether Badger has refused the index's writes as blocked for less
 // than busyQuiet (indexLoop's alone).
 func (s *Store) busy() bool {
-	return !s.ix.busySince.IsZero() && time.Since(s.ix.busySince) < busyQuiet
+	quiet := busyQuiet
+	if s.opts.busyQuiet != 0 {
+		quiet = s.opts.busyQuiet
+	}
+	return !s.ix.busySince.IsZero() && time.Since(s.ix.busySince) < quiet
 }
 
 // indexQueued indexes what is queued and drops it from the pending maps. It reports
@@ -220,11 +225,15 @@ func (s *Store) indexQueued() bool {
 			s.onIndexErr(err)
 		}
 		s.ix.mu.Lock()
-		if !quiet {
-			s.ix.err = err
-		}
 		s.ix.queue = append(items, s.ix.queue...)
 		s.ix.spare = nil
+		if quiet {
+			// Waiting queries go on waiting (woken, they would ask again at once
+			// and spin): the next try comes within busyRetry.
+			s.ix.mu.Unlock()
+			return false
+		}
+		s.ix.err = err
 		ch := s.ix.appliedCh
 		s.ix.appliedCh = make(chan struct{})
 		s.ix.mu.Unlock()

@@ -188,8 +188,10 @@ type Options struct {
 	// DefaultLateReceipt; at most a day.
 	LateReceipt time.Duration
 
-	// indexWrite, in this package's tests, stands in for the index's Badger writes.
+	// indexWrite, in this package's tests, stands in for the index's Badger writes;
+	// busyQuiet, when set, for the constant.
 	indexWrite func([]ixItem) error
+	busyQuiet  time.Duration
 }
 
 // DefaultLateReceipt is Options.LateReceipt when it is not set: qr.orders.ttl's
