@@ -216,7 +216,9 @@ func (s *Store) indexQueued() bool {
 		// Keep the items (in front of what came since) and try again later; they
 		// stay readable from the pending maps meanwhile.
 		err = fmt.Errorf("journal: index %d log frames: %w", len(items), err)
-		if errors.Is(err, badger.ErrBlockedWrites) && s.ix.busySince.IsZero() {
+		if !errors.Is(err, badger.ErrBlockedWrites) {
+			s.ix.busySince = time.Time{} // another fault: reported at once
+		} else if s.ix.busySince.IsZero() {
 			s.ix.busySince = time.Now()
 		}
 		// Writes blocked for a moment are neither reported nor a query's error.
