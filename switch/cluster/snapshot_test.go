@@ -75,12 +75,7 @@ func (r *stateReplica) snapshot() map[string]string {
 func TestStateCompaction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	sl, err := n.StateLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sl := soloStateLog(t, ctx)
 	reg, _ := sl.Store("registry")
 	other, _ := sl.Store("keys") // another store's commits in between
 	var rev uint64

@@ -182,13 +182,8 @@ func startCluster(t *testing.T, ctx context.Context, n int) []*Node {
 func TestStateLogSingle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	sl, err := n.StateLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.StateLog(ctx); err != nil { // idempotent
+	sl := soloStateLog(t, ctx)
+	if _, err := sl.n.StateLog(ctx); err != nil { // idempotent
 		t.Fatalf("second StateLog: %v", err)
 	}
 	if _, err := sl.Store("a.b"); err == nil {
@@ -240,6 +235,19 @@ func TestStateLogSingle(t *testing.T) {
 	}
 	f.Close()
 	f.Close()
+}
+
+// soloStateLog starts a standalone node (closed when the test ends) and returns
+// its STATE stream's log.
+func soloStateLog(t *testing.T, ctx context.Context) *StateLog {
+	t.Helper()
+	n := startSolo(t, ctx)
+	t.Cleanup(func() { n.Close() })
+	sl, err := n.StateLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sl
 }
 
 func randomBytes(n int) []byte {
@@ -467,13 +475,7 @@ func (b *busyReplica) ApplyRemote(rev uint64, c statelog.Commit) error {
 func TestFollowerBusyRetriedQuietly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	sl, err := n.StateLog(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := sl.Store("keys")
+	keys, err := soloStateLog(t, ctx).Store("keys")
 	if err != nil {
 		t.Fatal(err)
 	}

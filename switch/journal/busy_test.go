@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,23 +16,16 @@ import (
 // server's clean-up of stored text at a start) is tried again soon, is not
 // reported as an index failure, and a query waits for it instead of failing.
 func TestIndexBlockedWritesQuiet(t *testing.T) {
-	dir := t.TempDir()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	var s *Store
 	var attempts atomic.Int32
-	s, err = Open(db, Options{Dir: filepath.Join(dir, "log"), IndexDelay: never, indexWrite: func(items []ixItem) error {
+	db, opened := openOpts(t, t.TempDir(), Options{IndexDelay: never, indexWrite: func(items []ixItem) error {
 		if attempts.Add(1) <= 3 {
 			return fmt.Errorf("write batch: %w", badger.ErrBlockedWrites)
 		}
 		return s.index(items)
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = opened
+	defer db.Close()
 	defer s.Close()
 	var reported atomic.Int32
 	s.OnIndexError(func(error) { reported.Add(1) })
@@ -55,31 +47,24 @@ func TestIndexBlockedWritesQuiet(t *testing.T) {
 // query fails with it instead of waiting on (it waited for ever in a first version,
 // the retry gathering more work for IndexDelay).
 func TestIndexBlockedWritesTooLong(t *testing.T) {
-	dir := t.TempDir()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	var blocked atomic.Bool
 	blocked.Store(true)
 	var s *Store
-	s, err = Open(db, Options{Dir: filepath.Join(dir, "log"), IndexDelay: never, busyQuiet: 100 * time.Millisecond, indexWrite: func(items []ixItem) error {
+	db, opened := openOpts(t, t.TempDir(), Options{IndexDelay: never, busyQuiet: 100 * time.Millisecond, indexWrite: func(items []ixItem) error {
 		if blocked.Load() {
 			return fmt.Errorf("write batch: %w", badger.ErrBlockedWrites)
 		}
 		return s.index(items)
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = opened
+	defer db.Close()
 	defer s.Close()
 	reported := make(chan error, 64)
 	s.OnIndexError(func(err error) { reported <- err })
 	r := writeTxn(t, s, 1, time.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = s.Scan(ctx, Query{TID: r.TID}, func(*Record) bool { return true })
+	err := s.Scan(ctx, Query{TID: r.TID}, func(*Record) bool { return true })
 	if !errors.Is(err, badger.ErrBlockedWrites) {
 		t.Fatalf("a query while Badger blocked writes past the quiet time: %v; want its error", err)
 	}
