@@ -425,6 +425,17 @@ func (e *Engine) Watch(ctx context.Context) error {
 	}
 }
 
+// flushFailureLevel is the level a failed periodic flush is logged at: Info when
+// Badger refused the write for a moment (a DropPrefix flushing its memtables: the
+// server's clean-up of stored text at a start), Error otherwise. The changes stay
+// marked either way, and the next flush writes them.
+func flushFailureLevel(err error) zerolog.Level {
+	if errors.Is(err, badger.ErrBlockedWrites) {
+		return zerolog.InfoLevel
+	}
+	return zerolog.ErrorLevel
+}
+
 func (e *Engine) flushLoop() {
 	defer e.wg.Done()
 	t := time.NewTicker(e.opts.FlushInterval)
@@ -436,7 +447,7 @@ func (e *Engine) flushLoop() {
 		case <-t.C:
 			specs := e.rs.Load().Specs()
 			if err := e.store.Flush(specs); err != nil {
-				e.log.Error().Err(err).Msg("risk velocity flush")
+				e.log.WithLevel(flushFailureLevel(err)).Err(err).Msg("risk velocity flush (the changed counters stay marked and go with the next flush)")
 			}
 			e.store.Sweep(specs, 4)
 			e.warnEvictions(time.Now())
