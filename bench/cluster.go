@@ -679,8 +679,7 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 		}
 	}
 	if len(r.Rounds) > 0 {
-		fmt.Fprintf(w, "\nrounds (single node and cluster measured in turn, CPU µs an authorization):\n%-8s %12s %12s %8s", "round", "single", "cluster", "ratio")
-		fmt.Fprintf(w, " %12s\n", "host speed")
+		fmt.Fprintf(w, "\nrounds (single node and cluster measured in turn, CPU µs an authorization):\n%-8s %12s %12s %8s %12s\n", "round", "single", "cluster", "ratio", "host speed")
 		for i, rd := range r.Rounds {
 			fmt.Fprintf(w, "%-8d %12.1f %12.1f %7.2f× %12.2f\n", i+1, rd.SingleUS, rd.ClusterUS, rd.Ratio, rd.Host)
 		}
@@ -709,7 +708,7 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 				ph.name, failed, all, failedCodes(ph.p.Load.Codes), 100*float64(failed)/float64(all))
 		}
 	}
-	if r.Host > 0 {
+	if r.Host > 0 && r.Single != nil && r.Cluster != nil {
 		of := ""
 		if len(r.Rounds) > 1 {
 			of = " (last round)"

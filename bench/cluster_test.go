@@ -146,6 +146,9 @@ func TestHostSpeed(t *testing.T) {
 	if unmeasured := table(&ClusterReport{Single: fast, Cluster: fast, Ratio: 2, MarginalRatio: 2}); strings.Contains(unmeasured, "host speed") {
 		t.Errorf("no calibration: want no host speed line:\n%s", unmeasured)
 	}
+	if partial := table(&ClusterReport{Cluster: fast, Host: 1.3}); strings.Contains(partial, "host speed") { // read back without its single phase: no panic
+		t.Errorf("no single phase: want no host speed line:\n%s", partial)
+	}
 	rounds := table(&ClusterReport{Single: fast, Cluster: slow, Ratio: 2, MarginalRatio: 2, Host: HostSpeed(fast, slow),
 		Rounds: []Round{{100, 200, 2, 1.01}, {90, 200, 2.22, 0.58}}})
 	for _, want := range []string{"host speed\n", "2                90.0        200.0    2.22×         0.58", "host speed (last round)", "the host ran slower in the cluster's phase"} {
