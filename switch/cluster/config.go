@@ -42,6 +42,15 @@ type Config struct {
 	// cluster.md, "The load's concurrency, and pacing the groups"). A Go duration up
 	// to 100ms; default 10ms; "0" for none (each group goes as soon as it can).
 	GroupPause string `yaml:"group_pause"`
+	// ShedAfter: while a write-ahead record of this node that the stream
+	// acknowledged more than this long ago still waits for this node's journal
+	// applier (the applier is behind the stream: the host overloaded, a consumer
+	// stalled), new authorizations and financial requests are answered 91 at once,
+	// publishing nothing, until it catches up; otherwise each would publish its
+	// record and wait 5 s for a verdict before its 91, and feed the backlog (docs/
+	// cluster.md, "Shedding while the applier is behind"). A Go duration from 250ms
+	// to 5s; default 2.5s; "0" never sheds.
+	ShedAfter string `yaml:"shed_after"`
 	// LeaseTTL is how long this node's lease lives without a refresh: a node cut
 	// off from the others (a network blip, a pause of the process) for longer is
 	// judged dead, another node recovers its open transactions, and it is fenced
@@ -188,6 +197,28 @@ func (c *Config) Pause() time.Duration {
 	return d
 }
 
+// DefaultShedAfter is Config.ShedAfter's default (cjournal.DefaultShedAfter).
+const DefaultShedAfter = 2500 * time.Millisecond
+
+// Bounds of Config.ShedAfter: below minShedAfter a pause of the process or an
+// election would refuse requests that a moment later go through; past maxShedAfter
+// (a request's wait for its verdict) every refused request would have been
+// answered 91 anyway.
+const (
+	minShedAfter = 250 * time.Millisecond
+	maxShedAfter = 5 * time.Second
+)
+
+// Shed returns ShedAfter as a duration: DefaultShedAfter when it is empty, 0 for
+// never. Validate has checked it.
+func (c *Config) Shed() time.Duration {
+	if c.ShedAfter == "" {
+		return DefaultShedAfter
+	}
+	d, _ := time.ParseDuration(c.ShedAfter)
+	return d
+}
+
 // Bounds of Config.LeaseTTL and Config.LeaseRefresh.
 const (
 	// minConfigLeaseTTL: a shorter TTL leaves a refresh (bounded by half the TTL)
@@ -317,6 +348,11 @@ func (c *Config) Validate() error {
 	if c.GroupPause != "" {
 		if d, err := time.ParseDuration(c.GroupPause); err != nil || d < 0 || d > maxGroupPause {
 			bad("group_pause", "%q is not a duration from 0 to %v, like 10ms", c.GroupPause, maxGroupPause)
+		}
+	}
+	if c.ShedAfter != "" {
+		if d, err := time.ParseDuration(c.ShedAfter); err != nil || d != 0 && (d < minShedAfter || d > maxShedAfter) {
+			bad("shed_after", "%q is neither 0 (never shed) nor a duration from %v to %v, like 2.5s", c.ShedAfter, minShedAfter, maxShedAfter)
 		}
 	}
 	c.validateLease(bad)

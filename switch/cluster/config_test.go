@@ -71,6 +71,12 @@ func TestConfigValidate(t *testing.T) {
 		{"group pause unit", func(c *Config) { c.GroupPause = "10" }, validEmbedded, `cluster.group_pause: "10" is not a duration from 0 to 100ms, like 10ms`},
 		{"group pause long", func(c *Config) { c.GroupPause = "1s" }, validEmbedded, `cluster.group_pause: "1s" is not a duration`},
 		{"group pause negative", func(c *Config) { c.GroupPause = "-1ms" }, validEmbedded, `cluster.group_pause: "-1ms"`},
+		{"shed after", func(c *Config) { c.ShedAfter = "1s" }, validEmbedded, ""},
+		{"shed never", func(c *Config) { c.ShedAfter = "0" }, validEmbedded, ""},
+		{"shed after unit", func(c *Config) { c.ShedAfter = "2" }, validEmbedded, `cluster.shed_after: "2" is neither 0 (never shed) nor a duration from 250ms to 5s, like 2.5s`},
+		{"shed after short", func(c *Config) { c.ShedAfter = "100ms" }, validEmbedded, `cluster.shed_after: "100ms" is neither 0`},
+		{"shed after long", func(c *Config) { c.ShedAfter = "6s" }, validEmbedded, `cluster.shed_after: "6s" is neither 0`},
+		{"shed after negative", func(c *Config) { c.ShedAfter = "-1s" }, validEmbedded, `cluster.shed_after: "-1s" is neither 0`},
 		{"lease ttl", func(c *Config) { c.LeaseTTL = "10s" }, validEmbedded, ""},
 		{"lease ttl and refresh", func(c *Config) { c.LeaseTTL = "60s"; c.LeaseRefresh = "2s" }, validEmbedded, ""},
 		{"lease ttl short, refresh faster", func(c *Config) { c.LeaseTTL = "2s"; c.LeaseRefresh = "500ms" }, validEmbedded, ""},
@@ -161,6 +167,20 @@ func TestPause(t *testing.T) {
 		}
 		if got := c.Pause(); got != want {
 			t.Errorf("group_pause %q: Pause() = %v; want %v", in, got, want)
+		}
+	}
+}
+
+// TestShed: cluster.shed_after as a duration, its default when left out, 0 never.
+func TestShed(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": DefaultShedAfter, "0": 0, "1500ms": 1500 * time.Millisecond} {
+		c := validEmbedded()
+		c.ShedAfter = in
+		if err := c.Validate(); err != nil {
+			t.Fatalf("shed_after %q: %v", in, err)
+		}
+		if got := c.Shed(); got != want {
+			t.Errorf("shed_after %q: Shed() = %v; want %v", in, got, want)
 		}
 	}
 }

@@ -49,6 +49,12 @@ type Metrics struct {
 	// consumer could be created (ordered.Config.Bridged).
 	ReadsWithoutConsumer *prometheus.CounterVec
 
+	// Shed counts the requests this node refused at once (91, nothing published)
+	// while its journal's applier was behind the stream; Shedding is 1 while it
+	// does (cluster.shed_after).
+	Shed     prometheus.Counter
+	Shedding prometheus.Gauge
+
 	backlogMu sync.Mutex
 	backlogOf map[string]map[string]bool // stream -> its consumers in the last status
 }
@@ -85,11 +91,17 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 		ReadsWithoutConsumer: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cluster_reads_without_consumer_total", Help: "Messages this node's stream followers read themselves (direct or message gets) while no consumer could be created (no meta leader), by stream.",
 		}, []string{"stream"}),
+		Shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_cluster_requests_shed_total", Help: "Requests this node answered 91 at once, publishing nothing, while its journal's applier was behind the stream (cluster.shed_after).",
+		}),
+		Shedding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_cluster_shedding", Help: "1 while this node refuses new requests because its journal's applier is behind the stream, else 0.",
+		}),
 	}
 	for _, result := range []string{"taken", "waited", "failed"} {
 		m.RecordLocks.WithLabelValues(result) // at zero: the alert's increase() sees the first failure
 	}
-	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks, m.ConsumersReplaced, m.ReadsWithoutConsumer} {
+	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks, m.ConsumersReplaced, m.ReadsWithoutConsumer, m.Shed, m.Shedding} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("cluster: register metrics: %w", err)
 		}
@@ -108,6 +120,24 @@ func (m *Metrics) ObservePublish(stream string, d time.Duration) {
 func (m *Metrics) ObserveGroup(stream string, acks int) {
 	if m != nil {
 		m.AcksPerGroup.WithLabelValues(stream).Observe(float64(acks))
+	}
+}
+
+// ObserveShed counts one request refused while the journal's applier is behind.
+func (m *Metrics) ObserveShed() {
+	if m != nil {
+		m.Shed.Inc()
+	}
+}
+
+// SetShedding sets whether this node refuses new requests (its applier behind).
+func (m *Metrics) SetShedding(on bool) {
+	if m != nil {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		m.Shedding.Set(v)
 	}
 }
 

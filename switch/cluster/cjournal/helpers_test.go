@@ -111,12 +111,16 @@ type member struct {
 	// beforeFlush, when set, answers BeforeFlush; flushes counts its calls.
 	beforeFlush func() error
 	flushes     int
+	// hold, when set, is called (outside mu) by OnRemote before it notes the
+	// record: a test holds the applier there.
+	hold func()
 }
 
 // openMember opens node num's journal in dir on the NATS node nd.
-func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string) *member {
+// Each of tweak changes the options before Open.
+func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string, tweak ...func(*Options)) *member {
 	t.Helper()
-	m, err := tryOpenMember(t, ctx, nd, num, replicas, dir)
+	m, err := tryOpenMember(t, ctx, nd, num, replicas, dir, tweak...)
 	if err != nil {
 		t.Fatalf("open the cluster journal of node %d: %v", num, err)
 	}
@@ -124,7 +128,7 @@ func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replic
 }
 
 // tryOpenMember is openMember returning Open's error (the store and Badger closed).
-func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string) (*member, error) {
+func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string, tweak ...func(*Options)) (*member, error) {
 	t.Helper()
 	m := &member{num: num, dir: dir}
 	var err error
@@ -134,8 +138,14 @@ func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, rep
 	if m.store, err = journal.Open(m.db, journal.Options{Dir: filepath.Join(dir, "journal"), RRNPrefix: strconv.Itoa(num), IndexDelay: 10 * time.Millisecond, IndexKSN: true}); err != nil {
 		t.Fatal(err)
 	}
-	m.j, err = Open(ctx, nd, m.store, m.db, Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
+	opts := Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
 		OnRemote: func(rec, _ *journal.Record, _ Latest) {
+			m.mu.Lock()
+			hold := m.hold
+			m.mu.Unlock()
+			if hold != nil {
+				hold()
+			}
 			m.mu.Lock()
 			m.remote = append(m.remote, rec.RRN)
 			m.mu.Unlock()
@@ -153,7 +163,11 @@ func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, rep
 				return m.beforeFlush()
 			}
 			return nil
-		}})
+		}}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	m.j, err = Open(ctx, nd, m.store, m.db, opts)
 	if err != nil {
 		m.store.Close()
 		m.db.Close()

@@ -101,6 +101,13 @@ type Options struct {
 	// the stream (every request on a node waits for its applier: a node far behind
 	// answers 91). Nil: this node's applier alone (WaitApplied, at most 2 minutes).
 	ImportWait func(ctx context.Context, seq uint64) (nodes []int, err error)
+	// ShedAfter: while a write-ahead record of this node that the stream
+	// acknowledged more than ShedAfter ago still waits for this node's applier's
+	// verdict, new requests' write-ahead records are refused at once (ErrBehind,
+	// wrapping journal.ErrUnavailable: the pipeline answers 91) instead of being
+	// published to wait their AckTimeout (shed.go). 0: DefaultShedAfter; negative:
+	// never.
+	ShedAfter time.Duration
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
 }
@@ -147,6 +154,9 @@ type Journal struct {
 	// The applier: apply.go.
 	ap applier
 
+	// Shedding new requests while the applier is behind: shed.go.
+	shed shedder
+
 	// The grouper and the acker: group.go.
 	group grouper
 
@@ -163,6 +173,7 @@ type counters struct {
 	appliedRemote, applyErrors, received               atomic.Uint64
 	locksTaken, lockWaits, lockFailures                atomic.Uint64
 	merchantLapses                                     atomic.Uint64
+	shed                                               atomic.Uint64
 }
 
 // Open creates or updates the JOURNAL stream (whichever node comes first; the
@@ -190,6 +201,9 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
 	}
+	if opts.ShedAfter == 0 {
+		opts.ShedAfter = DefaultShedAfter
+	}
 	js, err := jetstream.New(node.Conn(), jetstream.WithPublishAsyncTimeout(opts.AckTimeout),
 		jetstream.WithPublishAsyncMaxPending(maxAsyncPending))
 	if err != nil {
@@ -204,6 +218,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
 	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
+	j.shed.after = max(0, opts.ShedAfter)
 	j.ap.latest = j.latest
 	j.group.init()
 	j.held.init()
@@ -324,6 +339,9 @@ type Stats struct {
 	// MerchantLockLapses counts the merchants' locks (LockMerchant) found lapsed by
 	// a refresh while held: a check under such a lock was not exact (each is logged).
 	MerchantLockLapses uint64
+	// Shed counts the requests refused at once while this node's applier was
+	// behind the stream (Options.ShedAfter).
+	Shed uint64
 }
 
 // Stats returns the journal's figures.
@@ -334,7 +352,7 @@ func (j *Journal) Stats() Stats {
 		Resent: j.stats.resent.Load(), Groups: j.stats.groups.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
 		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load(),
 		LocksTaken: j.stats.locksTaken.Load(), LockWaits: j.stats.lockWaits.Load(), LockFailures: j.stats.lockFailures.Load(),
-		MerchantLockLapses: j.stats.merchantLapses.Load()}
+		MerchantLockLapses: j.stats.merchantLapses.Load(), Shed: j.stats.shed.Load()}
 }
 
 // The roles that read the local store.

@@ -109,6 +109,11 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 			return fmt.Errorf("cjournal: record %s refused: %w: %w", rec.RRN, journal.ErrUnavailable, err)
 		}
 	}
+	if first && sheds(rec) && ownsKey(rec) {
+		if err := j.shedding(time.Now()); err != nil {
+			return fmt.Errorf("cjournal: record %s refused: %w", rec.RRN, err)
+		}
+	}
 	if !first || len(rec.RRN) > 0 && rec.RRN[0] != j.node[0] {
 		// A later version, or another node's record: the applier's copy (of a version
 		// another node wrote) is no longer the store's version (dropped before and

@@ -1,0 +1,134 @@
+package cjournal
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// Shedding: a node whose applier falls behind the stream refuses new requests at once.
+//
+// Every write-ahead record waits for this node's applier to decide it (first.go), up
+// to AckTimeout. Under a load the node cannot keep up with (the host slow, the
+// other nodes' records more than its applier applies), the applier falls seconds
+// behind the stream, and every request the node takes publishes its write-ahead
+// record, waits its AckTimeout and is answered 91 all the same: seen 7 December 2026
+// in `bench --cluster 3 --rate 3000`, 18,360 answers 91 in a 10 s window, p50 4.5 s.
+// Each of those records is one more for every node's applier to apply, so the
+// backlog feeds itself.
+//
+// So while a write-ahead record of this node that the stream acknowledged more than
+// ShedAfter ago still waits for the applier's verdict, Write refuses new requests'
+// write-ahead records (authorizations and financial requests, 0100 and 0200, not yet
+// final) at once with ErrBehind, which wraps journal.ErrUnavailable: the pipeline
+// answers 91 without publishing anything, and writes that 91 when the journal takes
+// it again. Reversals, advices, final versions and the 91s kept for the journal's
+// return are not refused (they finish or undo what was started). The writes in
+// flight are decided as the applier reaches them, and the oldest one's wait is the
+// applier's delay: once it is under ShedAfter again, requests go through again. No
+// clock but this node's is read (the stream's timestamps are its leader's).
+//
+// The state is looked at again at most every shedLook, by the request that comes
+// then: it scans the writes waiting for a verdict (a few dozen while the applier
+// keeps up; at most ShedAfter's worth of requests while it does not, since the ones
+// that come then are refused).
+
+// DefaultShedAfter is Options.ShedAfter's default: half of a request's wait for its
+// verdict (AckTimeout), so that a request taken while the applier is that far behind
+// still has time to be decided.
+const DefaultShedAfter = 2500 * time.Millisecond
+
+// shedLook is the least time between two looks at the oldest wait.
+const shedLook = 50 * time.Millisecond
+
+// ErrBehind is wrapped (with journal.ErrUnavailable) by a write-ahead record refused
+// because this node's applier is behind the stream.
+var ErrBehind = errors.New("this node's applier is behind the stream: new requests are refused until it catches up")
+
+// shedder is the journal's shedding state.
+type shedder struct {
+	after  time.Duration // Options.ShedAfter (0: never)
+	next   atomic.Int64  // unix ns: when the next look is due
+	on     atomic.Bool   // refusing
+	oldest atomic.Int64  // ns: the oldest wait at the last look
+
+	mu    sync.Mutex // orders the transitions' logs and counts
+	since time.Time  // when shedding began
+	count uint64     // requests refused since
+}
+
+// sheds says whether a write of rec is one shedding refuses: a new authorization's
+// or financial request's write-ahead record.
+func sheds(rec *journal.Record) bool {
+	return !rec.Final() && (rec.MTI == "0100" || rec.MTI == "0200")
+}
+
+// shedding returns ErrBehind, wrapped with journal.ErrUnavailable and the wait that
+// caused it, while this node refuses new requests; now is the caller's clock.
+func (j *Journal) shedding(now time.Time) error {
+	s := &j.shed
+	if s.after <= 0 {
+		return nil
+	}
+	if n, next := now.UnixNano(), s.next.Load(); n >= next && s.next.CompareAndSwap(next, n+int64(shedLook)) {
+		j.lookShed(now)
+	}
+	if !s.on.Load() {
+		return nil
+	}
+	j.stats.shed.Add(1)
+	if j.cn != nil {
+		j.cn.Metrics().ObserveShed()
+	}
+	s.mu.Lock()
+	s.count++
+	s.mu.Unlock()
+	return fmt.Errorf("%w: %w: a write-ahead record of this node has waited %v for its applier's verdict since the stream acknowledged it (shed after %v)",
+		journal.ErrUnavailable, ErrBehind, time.Duration(s.oldest.Load()).Round(time.Millisecond), s.after)
+}
+
+// lookShed sets the shedding state from the oldest wait for a verdict of a write
+// the stream acknowledged, and logs a change.
+func (j *Journal) lookShed(now time.Time) {
+	s := &j.shed
+	oldest := int64(math.MaxInt64)
+	j.ap.firstMu.Lock()
+	for _, w := range j.ap.firsts {
+		if a := w.acked.Load(); a != 0 && a < oldest {
+			oldest = a
+		}
+	}
+	j.ap.firstMu.Unlock()
+	wait := time.Duration(0)
+	if oldest != math.MaxInt64 {
+		wait = max(0, now.Sub(time.Unix(0, oldest)))
+	}
+	s.oldest.Store(int64(wait))
+	on := wait > s.after
+	if s.on.Load() == on {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.on.Load() == on {
+		return
+	}
+	s.on.Store(on)
+	if j.cn != nil {
+		j.cn.Metrics().SetShedding(on)
+	}
+	applied, last := j.Position()
+	if on {
+		s.since, s.count = now, 0
+		j.log.Warn().Dur("oldest_wait", wait).Dur("shed_after", s.after).Uint64("applied", applied).Uint64("stream_last", last).
+			Msg("cluster journal: this node's applier is behind the stream; new requests are answered 91 at once, nothing published, until it catches up")
+		return
+	}
+	j.log.Info().Dur("oldest_wait", wait).Dur("took", now.Sub(s.since)).Uint64("refused", s.count).Uint64("applied", applied).Uint64("stream_last", last).
+		Msg("cluster journal: this node's applier caught up; new requests are taken again")
+}

@@ -1,0 +1,133 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestShedWhileApplierBehind: while a write-ahead record of node 1 that the stream
+// acknowledged waits longer than ShedAfter for node 1's applier (held on another
+// node's record), node 1 refuses new requests' write-ahead records at once, publishing
+// nothing, with an error wrapping ErrBehind and journal.ErrUnavailable; once the
+// applier has decided the waiting one, requests are taken again. The changes are
+// logged once each.
+func TestShedWhileApplierBehind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	var logs syncbuf.Buffer
+	const after = 300 * time.Millisecond
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir(), func(o *Options) {
+		o.ShedAfter = after
+		o.AckTimeout = 30 * time.Second // the held write waits for its verdict, not for this
+		o.Logger = zerolog.New(&logs).Level(zerolog.InfoLevel)
+	})
+	defer m1.close(t)
+	m2 := openMember(t, ctx, nc.nodes[0], 2, 1, t.TempDir())
+	defer m2.close(t)
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+
+	// Node 1's applier is held on node 2's first record.
+	gate := make(chan struct{})
+	var once sync.Once
+	m1.mu.Lock()
+	m1.hold = func() { once.Do(func() { <-gate }) }
+	m1.mu.Unlock()
+	release := sync.OnceFunc(func() { close(gate) })
+	defer release()
+	if _, err := journalTxn(ctx, m2, "T0000002", "000001", at); err != nil {
+		t.Fatal(err)
+	}
+
+	// A request on node 1: acknowledged by the stream, then waiting for the applier.
+	rrnA, err := m1.j.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errA := make(chan error, 1)
+	go func() { errA <- m1.j.Write(ctx, request(rrnA, "T0000001", "000001", at), true, true) }()
+	acked := func() bool {
+		m1.j.ap.firstMu.Lock()
+		defer m1.j.ap.firstMu.Unlock()
+		w := m1.j.ap.firsts[rrnA]
+		return w != nil && w.acked.Load() != 0
+	}
+	for tick := time.NewTicker(5 * time.Millisecond); !acked(); {
+		select {
+		case err := <-errA:
+			t.Fatalf("the request written while the applier is held returned %v; want it to wait for the verdict", err)
+		case <-ctx.Done():
+			t.Fatal("the request's group was never acknowledged")
+		case <-tick.C:
+		}
+	}
+
+	// Within ShedAfter of the acknowledgement nothing is refused (a look at the
+	// time just past the acknowledgement).
+	if err := m1.j.shedding(time.Now()); err != nil {
+		t.Fatalf("refused right after the acknowledgement: %v", err)
+	}
+	// Past it (a look as if ShedAfter and a look's interval had passed), a new
+	// request is refused at once and publishes nothing.
+	later := time.Now().Add(after + shedLook + 10*time.Millisecond)
+	if err := m1.j.shedding(later); !errors.Is(err, ErrBehind) {
+		t.Fatalf("a look past ShedAfter: %v; want ErrBehind", err)
+	}
+	published := m1.j.Stats().Published
+	rrnB, _ := m1.j.NextRRN()
+	err = m1.j.Write(ctx, request(rrnB, "T0000001", "000002", at), true, true)
+	if !errors.Is(err, ErrBehind) || !errors.Is(err, journal.ErrUnavailable) {
+		t.Fatalf("a request while the applier is behind: %v; want ErrBehind and journal.ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), rrnB) || !strings.Contains(err.Error(), "shed after 300ms") {
+		t.Errorf("the refusal says %q; want the RRN %s and the threshold", err, rrnB)
+	}
+	if st := m1.j.Stats(); st.Published != published || st.Shed != 2 {
+		t.Errorf("after the refusal: published %d (before %d), shed %d; want nothing published and 2 refused (the look's and the write's)", st.Published, published, st.Shed)
+	}
+	// What is not a new request's write-ahead record is never refused.
+	for _, r := range []*journal.Record{
+		{MTI: "0400"}, {MTI: "0420"}, {MTI: "0220"}, {MTI: "0320"},
+		answer(request("1", "T", "1", at), at),
+	} {
+		if sheds(r) {
+			t.Errorf("sheds(MTI %s, RC %q) = true; want false", r.MTI, r.RC)
+		}
+	}
+	if !sheds(&journal.Record{MTI: "0100"}) || !sheds(request("1", "T", "1", at)) {
+		t.Error("sheds is false for a 0100's or a 0200's write-ahead record")
+	}
+
+	// The applier goes on: the waiting request is decided, and requests are taken
+	// again at the next look.
+	release()
+	if err := <-errA; err != nil {
+		t.Fatalf("the request that waited for the applier: %v", err)
+	}
+	if err := m1.j.shedding(later.Add(shedLook)); err != nil {
+		t.Fatalf("a look once the applier decided the waiting request: %v", err)
+	}
+	if _, err := journalTxn(ctx, m1, "T0000001", "000003", at); err != nil {
+		t.Fatalf("a request after the applier caught up: %v", err)
+	}
+	for _, want := range []string{
+		`"level":"warn","oldest_wait":`, "new requests are answered 91 at once",
+		`"level":"info","oldest_wait":0`, `"refused":2`, "new requests are taken again",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the journal's log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if n := strings.Count(logs.String(), "behind the stream;"); n != 1 {
+		t.Errorf("%d lines say the applier is behind; want 1", n)
+	}
+}
