@@ -23,15 +23,17 @@ import (
 // backlog feeds itself.
 //
 // So while a write-ahead record of this node that the stream acknowledged more than
-// ShedAfter ago still waits for the applier's verdict, Write refuses new requests'
-// write-ahead records (authorizations and financial requests, 0100 and 0200, not yet
-// final) at once with ErrBehind, which wraps journal.ErrUnavailable: the pipeline
-// answers 91 without publishing anything, and writes that 91 when the journal takes
-// it again. Reversals, advices, final versions and the 91s kept for the journal's
-// return are not refused (they finish or undo what was started). The writes in
-// flight are decided as the applier reaches them, and the oldest one's wait is the
-// applier's delay: once it is under ShedAfter again, requests go through again. No
-// clock but this node's is read (the stream's timestamps are its leader's).
+// ShedAfter ago still waits for the applier's verdict (and then until the oldest
+// wait is under a quarter of ShedAfter), Write refuses new requests' write-ahead
+// records (authorizations and financial requests, 0100 and 0200, not yet final) at
+// once with ErrBehind, which wraps journal.ErrUnavailable: the pipeline answers 91
+// without publishing anything, and writes that 91 when the journal takes it again.
+// Reversals, advices, final versions and the 91s kept for the journal's return are
+// not refused (they finish or undo what was started). The writes in flight are
+// decided as the applier reaches them, and the oldest one's wait is the applier's
+// delay: once it is under a quarter of ShedAfter (or none waits), requests go
+// through again. No clock but this node's is read (the stream's timestamps are its
+// leader's).
 //
 // The state is looked at again at most every shedLook, by the request that comes
 // then: it scans the writes waiting for a verdict (a few dozen while the applier
@@ -42,6 +44,13 @@ import (
 // verdict (AckTimeout), so that a request taken while the applier is that far behind
 // still has time to be decided.
 const DefaultShedAfter = 2500 * time.Millisecond
+
+// shedResume: shedding, once begun, ends when the oldest wait is under
+// ShedAfter/shedResume (or none is left), not as soon as it is under ShedAfter: the
+// node would take requests again while its applier is still nearly ShedAfter behind,
+// each of them would wait that long, and it would refuse again a moment later (seen
+// in the first version: on again 50 ms after it ended, oldest wait 2.46 s).
+const shedResume = 4
 
 // shedLook is the least time between two looks at the oldest wait.
 const shedLook = 50 * time.Millisecond
@@ -109,8 +118,9 @@ func (j *Journal) lookShed(now time.Time) {
 		wait = max(0, now.Sub(time.Unix(0, oldest)))
 	}
 	s.oldest.Store(int64(wait))
-	on := wait > s.after
-	if s.on.Load() == on {
+	was := s.on.Load()
+	on := wait > s.after || was && wait >= s.after/shedResume
+	if was == on {
 		return
 	}
 	s.mu.Lock()

@@ -55,11 +55,16 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	}
 	errA := make(chan error, 1)
 	go func() { errA <- m1.j.Write(ctx, request(rrnA, "T0000001", "000001", at), true, true) }()
+	var ackedAt time.Time
 	acked := func() bool {
 		m1.j.ap.firstMu.Lock()
 		defer m1.j.ap.firstMu.Unlock()
 		w := m1.j.ap.firsts[rrnA]
-		return w != nil && w.acked.Load() != 0
+		if w == nil || w.acked.Load() == 0 {
+			return false
+		}
+		ackedAt = time.Unix(0, w.acked.Load())
+		return true
 	}
 	for tick := time.NewTicker(5 * time.Millisecond); !acked(); {
 		select {
@@ -94,6 +99,12 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	if st := m1.j.Stats(); st.Published != published || st.Shed != 2 {
 		t.Errorf("after the refusal: published %d (before %d), shed %d; want nothing published and 2 refused (the look's and the write's)", st.Published, published, st.Shed)
 	}
+	// Shedding, once begun, goes on while the oldest wait is over a quarter of
+	// ShedAfter (a look forced at the time it is half of it).
+	m1.j.shed.next.Store(0)
+	if err := m1.j.shedding(ackedAt.Add(after / 2)); !errors.Is(err, ErrBehind) {
+		t.Fatalf("a look at half ShedAfter's wait while shedding: %v; want ErrBehind", err)
+	}
 	// What is not a new request's write-ahead record is never refused.
 	for _, r := range []*journal.Record{
 		{MTI: "0400"}, {MTI: "0420"}, {MTI: "0220"}, {MTI: "0320"},
@@ -121,7 +132,7 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"level":"warn","oldest_wait":`, "new requests are answered 91 at once",
-		`"level":"info","oldest_wait":0`, `"refused":2`, "new requests are taken again",
+		`"level":"info","oldest_wait":0`, `"refused":3`, "new requests are taken again",
 	} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the journal's log lacks %q:\n%s", want, logs.String())
