@@ -103,10 +103,10 @@ type Options struct {
 	ImportWait func(ctx context.Context, seq uint64) (nodes []int, err error)
 	// ShedAfter: while a write-ahead record of this node that the stream
 	// acknowledged more than ShedAfter ago still waits for this node's applier's
-	// verdict, new requests' write-ahead records are refused at once (ErrBehind,
-	// wrapping journal.ErrUnavailable: the pipeline answers 91) instead of being
-	// published to wait their AckTimeout (shed.go). 0: DefaultShedAfter; negative:
-	// never.
+	// verdict, the first versions of authorizations and financial requests are
+	// refused at once (ErrBehind, wrapping journal.ErrUnavailable: the pipeline
+	// answers 91) instead of being published to wait their AckTimeout (shed.go). 0:
+	// DefaultShedAfter; negative: never.
 	ShedAfter time.Duration
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
