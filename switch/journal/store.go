@@ -84,6 +84,13 @@ var ErrClosed = wal.ErrClosed
 // and never approves it.
 var ErrUnavailable = errors.New("journal unavailable")
 
+// ErrOverloaded is wrapped, with ErrUnavailable, by the first write of a request
+// that a journal refuses at once because it cannot keep up (a cluster node whose
+// journal applier is behind the stream: cjournal's shedding); nothing of the record
+// was written. The pipeline answers 91 journal-overloaded and keeps no record of it
+// for the journal's return: writing one would add to the load that was refused.
+var ErrOverloaded = errors.New("journal overloaded")
+
 // DuplicateError is returned by the first write of a request record when the journal
 // already holds a request with the same DE 41 + 11 + 7, written by another node of a
 // cluster (or reaching it at the same moment): the record was not written. The

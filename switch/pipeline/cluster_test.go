@@ -620,6 +620,48 @@ func TestJournalUnavailable(t *testing.T) {
 	})
 }
 
+// TestJournalOverloaded: a request whose write ahead the journal refuses at once
+// because it cannot keep up (a cluster node shedding) is answered 91
+// journal-overloaded, nothing sent; unlike a journal without a quorum, no record of
+// it is kept for the journal's return (nothing is written when the journal takes
+// writes again) and it is not left open. A resend once the journal keeps up is a new
+// request, approved. A rules decline is written, not refused.
+func TestJournalOverloaded(t *testing.T) {
+	h := newHarness(t)
+	overloaded := fmt.Errorf("cjournal: record refused: %w (%w): the applier is behind", journal.ErrUnavailable, journal.ErrOverloaded)
+	h.j.writeHook = func(r *journal.Record, first bool) error {
+		if first && !r.Final() {
+			return overloaded
+		}
+		return nil
+	}
+	tx := h.purchase(1000)
+	a := h.do(tx)
+	if a.RC != "91" || a.Reason != "journal-overloaded" || a.AuthCode != "" {
+		t.Fatalf("answer %s %q auth %q; want 91 journal-overloaded", a.RC, a.Reason, a.AuthCode)
+	}
+	if n := len(h.bank.sent()); n != 0 {
+		t.Errorf("the issuer got %d requests; want none", n)
+	}
+	if n := h.p.unsettled.len(); n != 0 {
+		t.Errorf("%d records kept for the journal's return; want none", n)
+	}
+	if open := h.p.open.min(); open != "" {
+		t.Errorf("the refused request %s is left open (lowest open RRN %s)", a.RRN, open)
+	}
+	if n := counterValue(h.p.metrics.Transactions.WithLabelValues("0200", "91", "bank", "journal")); n != 1 {
+		t.Errorf("transactions{rc=91, decided_by=journal} = %v; want 1", n)
+	}
+	h.j.writeHook = nil
+	h.p.settle(t.Context())
+	if _, err := h.j.Get(a.RRN); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("the refused request's record after the journal's return: %v; want none", err)
+	}
+	if b := h.do(tx); b.RC != "00" || b.RRN == a.RRN {
+		t.Errorf("its resend once the journal keeps up: %s %q RRN %s; want a new request approved", b.RC, b.Reason, b.RRN)
+	}
+}
+
 // TestJournalUnavailableSettles: what the journal did not take while it was unavailable
 // is written when it is back: the final record (91 journal-unavailable) of each request
 // answered so, kept open until then, and the reversal mark of an original whose 0420

@@ -1428,24 +1428,33 @@ const (
 // systemError answers 96 when the journal or another internal part fails; nothing is
 // forwarded after such a failure. A journal that cannot make records durable now (a
 // cluster without a quorum, journal.ErrUnavailable) gets 91 journal-unavailable
-// instead: the terminal may try again, on this node or another.
+// instead: the terminal may try again, on this node or another. One that refuses
+// a new request at once because it cannot keep up (journal.ErrOverloaded: a cluster
+// node whose applier is behind) gets 91 journal-overloaded, and its record is not
+// kept for the journal's return.
 func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
 	owed := false
-	if errors.Is(err, journal.ErrUnavailable) {
+	switch {
+	case errors.Is(err, journal.ErrOverloaded) && !t.written:
+		rc, reason, by = message.RCIssuerUnavailable, "journal-overloaded", "journal"
+		p.unavailLog.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
+			Msg("journal overloaded: answered 91 at once, nothing written or sent (at most 10 such lines a second; every transaction's line says journal-overloaded)")
+		// Nothing of it is in the journal, nor will be: what the terminal was
+		// answered is in its line.
+		p.logAnswer(t, rc, by, reason)
+	case errors.Is(err, journal.ErrUnavailable):
 		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
 		p.unavailLog.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
 			Msg("journal unavailable: answered 91, nothing approved (at most 10 such lines a second)")
 		// Its record is written when the journal is back (and stays open until then).
 		owed = p.oweRecord(t)
-	} else {
+	default:
 		p.faultLog.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
 			Msg("system malfunction: answered 96 (at most 5 such lines every 10 s; every transaction's line says system-malfunction)")
 		// The transaction's own line (log.txn_lines), which the sampled error may
 		// leave out: what each terminal was answered stays in the log.
-		p.log.Info().Str("rrn", t.rec.RRN).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
-			Str("pan", t.rec.PANMasked).Str("issuer", t.issuer).Str("rc", rc).Str("decided_by", by).Str("reason", reason).
-			Msg("txn")
+		p.logAnswer(t, rc, by, reason)
 	}
 	if t.rec.RRN != "" && !t.written && !owed {
 		// Nothing of it is on disk, so recovery has nothing to settle: it must not
@@ -1459,6 +1468,14 @@ func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	}
 	p.metrics.Transactions.WithLabelValues(t.req.MTI, rc, t.issuer, by).Inc()
 	return frontend.Response{Body: raw}, nil
+}
+
+// logAnswer logs the transaction's line (log.txn_lines) of a request answered
+// without a final record: what the terminal was answered stays in the log.
+func (p *Pipeline) logAnswer(t *txn, rc, by, reason string) {
+	p.log.Info().Str("rrn", t.rec.RRN).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Str("pan", t.rec.PANMasked).Str("issuer", t.issuer).Str("rc", rc).Str("decided_by", by).Str("reason", reason).
+		Msg("txn")
 }
 
 func (p *Pipeline) logTxn(t *txn) {

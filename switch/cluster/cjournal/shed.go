@@ -26,14 +26,17 @@ import (
 // ShedAfter ago still waits for the applier's verdict (and then until the oldest
 // wait is under a quarter of ShedAfter), Write refuses the first versions of
 // authorizations and financial requests (0100, 0200) at once with ErrBehind, which
-// wraps journal.ErrUnavailable: the pipeline answers a new request 91 without
-// publishing anything, and keeps that 91 for the journal's return. Those kept 91s
-// are first versions too, refused alike: the pipeline's housekeeping tries them every
-// 5 s, one after the other, and each would wait as long for its verdict, holding up
-// the housekeeping and adding to the backlog (seen in the first version: 13,326
-// kept in a 10 s window at 5,000 requests a second, none written before the bench
-// stopped the nodes). Reversals, advices and later versions of what was taken are
-// not refused (they finish or undo what was started). The writes in flight are
+// wraps journal.ErrUnavailable and journal.ErrOverloaded: the pipeline answers a new
+// request 91 journal-overloaded, publishes nothing and keeps no record of it for the
+// journal's return (its txn log line and switchyard_cluster_requests_shed_total
+// say what was answered). Kept, such records grew to 42,424 in one node's memory
+// within a bench's 70 s at 5,000 requests a second, each one more for every node's
+// applier once written. The 91s the pipeline does keep (requests whose write timed
+// out) are first versions too and are refused alike while shedding: the
+// housekeeping writes them one after the other every 5 s, and each would wait as
+// long for its verdict. Reversals, advices, later versions of what was taken, rules'
+// declines and payments notified by QR networks are not refused (they finish or undo
+// what was started, or record a decision made). The writes in flight are
 // decided as the applier reaches them, and the oldest one's wait is the applier's
 // delay: once it is under a quarter of ShedAfter (or none waits), requests go
 // through again. No clock but this node's is read (the stream's timestamps are its
@@ -59,8 +62,8 @@ const shedResume = 4
 // shedLook is the least time between two looks at the oldest wait.
 const shedLook = 50 * time.Millisecond
 
-// ErrBehind is wrapped (with journal.ErrUnavailable) by a write-ahead record refused
-// because this node's applier is behind the stream.
+// ErrBehind is wrapped (with journal.ErrUnavailable and journal.ErrOverloaded) by a
+// first version refused because this node's applier is behind the stream.
 var ErrBehind = errors.New("this node's applier is behind the stream: new requests are refused until it catches up")
 
 // shedder is the journal's shedding state.
@@ -76,10 +79,12 @@ type shedder struct {
 }
 
 // sheds says whether a first write of rec is one shedding refuses: an
-// authorization's or financial request's, the write-ahead record of a new request
-// or the 91 of one kept for the journal's return.
+// authorization's or financial request's write-ahead record (not final yet), or its
+// 91 kept for the journal's return (decided by the journal). A request decided
+// without a write ahead (a rules decline) and a payment notified by a QR network
+// are final first versions decided by others: they are written.
 func sheds(rec *journal.Record) bool {
-	return rec.MTI == "0100" || rec.MTI == "0200"
+	return (rec.MTI == "0100" || rec.MTI == "0200") && (!rec.Final() || rec.DecidedBy == "journal")
 }
 
 // shedding returns ErrBehind, wrapped with journal.ErrUnavailable and the wait that
@@ -102,8 +107,8 @@ func (j *Journal) shedding(now time.Time) error {
 	s.mu.Lock()
 	s.count++
 	s.mu.Unlock()
-	return fmt.Errorf("%w: %w: a write-ahead record of this node has waited %v for its applier's verdict since the stream acknowledged it (shed after %v)",
-		journal.ErrUnavailable, ErrBehind, time.Duration(s.oldest.Load()).Round(time.Millisecond), s.after)
+	return fmt.Errorf("%w (%w): %w: a write-ahead record of this node has waited %v for its applier's verdict since the stream acknowledged it (shed after %v)",
+		journal.ErrUnavailable, journal.ErrOverloaded, ErrBehind, time.Duration(s.oldest.Load()).Round(time.Millisecond), s.after)
 }
 
 // lookShed sets the shedding state from the oldest wait for a verdict of a write

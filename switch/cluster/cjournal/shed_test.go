@@ -90,8 +90,8 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	published := m1.j.Stats().Published
 	rrnB, _ := m1.j.NextRRN()
 	err = m1.j.Write(ctx, request(rrnB, "T0000001", "000002", at), true, true)
-	if !errors.Is(err, ErrBehind) || !errors.Is(err, journal.ErrUnavailable) {
-		t.Fatalf("a request while the applier is behind: %v; want ErrBehind and journal.ErrUnavailable", err)
+	if !errors.Is(err, ErrBehind) || !errors.Is(err, journal.ErrUnavailable) || !errors.Is(err, journal.ErrOverloaded) {
+		t.Fatalf("a request while the applier is behind: %v; want ErrBehind, journal.ErrUnavailable and journal.ErrOverloaded", err)
 	}
 	if !strings.Contains(err.Error(), rrnB) || !strings.Contains(err.Error(), "shed after 300ms") {
 		t.Errorf("the refusal says %q; want the RRN %s and the threshold", err, rrnB)
@@ -112,9 +112,10 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	if err := m1.j.Write(ctx, kept, true, true); !errors.Is(err, ErrBehind) {
 		t.Fatalf("a kept 91 while the applier is behind: %v; want ErrBehind", err)
 	}
-	for _, r := range []*journal.Record{{MTI: "0400"}, {MTI: "0420"}, {MTI: "0220"}, {MTI: "0320"}} {
+	for _, r := range []*journal.Record{{MTI: "0400"}, {MTI: "0420"}, {MTI: "0220"}, {MTI: "0320"},
+		{MTI: "0200", RC: "59", DecidedBy: "rules"}, {MTI: "0200", RC: "00", DecidedBy: "issuer", QR: "wechat"}} {
 		if sheds(r) {
-			t.Errorf("sheds(MTI %s) = true; want false", r.MTI)
+			t.Errorf("sheds(MTI %s, RC %q by %q) = true; want false", r.MTI, r.RC, r.DecidedBy)
 		}
 	}
 	if !sheds(&journal.Record{MTI: "0100"}) {
