@@ -22,6 +22,7 @@ var notAtStart = map[string]string{
 	"switchyard_hsm_errors_total":              "a payShield's (hsm/payshield), not the demo's software HSM",
 	"switchyard_cluster_record_locks_total":    "a cluster node's: at zero from NewMetrics (switch/cluster TestMetricsAtZero)",
 	"switchyard_cluster_compactions_total":     "a cluster node's: at zero from its compaction loop's start (switch/cluster TestMetricsAtZero)",
+	"switchyard_cluster_requests_shed_total":   "a cluster node's: at zero from NewMetrics (switch/cluster TestMetricsAtZero)",
 	"switchyard_purchase_merchant_locks_total": "a cluster node's: at zero when the switch is one (metrics.Prepared.Cluster, switch/metrics TestPrepare)",
 }
 

@@ -191,6 +191,8 @@ func TestMetricsAtZero(t *testing.T) {
 	none.PrepareConsumersReplaced("JOURNAL")
 	none.ObserveConsumerReplaced("JOURNAL", "stalled")
 	none.ObserveReadsWithoutConsumer("JOURNAL", 3)
+	none.ObserveShed()
+	none.SetShedding(true)
 	m.PrepareConsumersReplaced("JOURNAL")
 	fams, err := r.Gather()
 	if err != nil {
@@ -202,6 +204,8 @@ func TestMetricsAtZero(t *testing.T) {
 		`switchyard_cluster_consumers_replaced_total{reason="stalled",stream="JOURNAL"}`:   false,
 		`switchyard_cluster_consumers_replaced_total{reason="heartbeat",stream="JOURNAL"}`: false,
 		`switchyard_cluster_reads_without_consumer_total{stream="JOURNAL"}`:                false,
+		`switchyard_cluster_requests_shed_total{}`:                                         false,
+		`switchyard_cluster_shedding{}`:                                                    false,
 	}
 	for _, f := range fams {
 		for _, mt := range f.GetMetric() {
