@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/journal"
@@ -49,8 +48,6 @@ type firstWait struct {
 	rec  *journal.Record
 	data []byte        // rec's encoding: only an entry of these bytes is this writer's
 	done chan struct{} // closed by the applier once the fields below are set
-
-	acked atomic.Int64 // unix ns: when the stream acknowledged the entry's group (0: not yet; shed.go)
 
 	seq       uint64       // the entry's stream sequence
 	dupOf     string       // the RRN that holds the key: the entry is void
@@ -99,7 +96,6 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, payload, 
 		forget()
 		return err
 	}
-	w.acked.Store(time.Now().UnixNano())
 	timer := time.NewTimer(time.Until(start.Add(j.opts.AckTimeout)))
 	defer timer.Stop()
 	select {

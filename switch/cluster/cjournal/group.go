@@ -262,7 +262,10 @@ func (j *Journal) settle(gr *group) {
 		}
 		if gr.f != nil {
 			select {
-			case <-gr.f.Ok():
+			case ack := <-gr.f.Ok():
+				if ack != nil {
+					j.shed.acked(ack.Sequence, time.Now())
+				}
 				j.stats.published.Add(uint64(gr.entries))
 				j.stats.groups.Add(1)
 				if gr.waiters != nil && j.cn != nil {

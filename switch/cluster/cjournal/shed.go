@@ -3,7 +3,6 @@ package cjournal
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,30 +21,28 @@ import (
 // Each of those records is one more for every node's applier to apply, so the
 // backlog feeds itself.
 //
-// So while a write-ahead record of this node that the stream acknowledged more than
-// ShedAfter ago still waits for the applier's verdict (and then until the oldest
-// wait is under a quarter of ShedAfter), Write refuses the first versions of
-// authorizations and financial requests (0100, 0200) at once with ErrBehind, which
-// wraps journal.ErrUnavailable and journal.ErrOverloaded: the pipeline answers a new
-// request 91 journal-overloaded, publishes nothing and keeps no record of it for the
-// journal's return (its txn log line and switchyard_cluster_requests_shed_total
-// say what was answered). Kept, such records grew to 42,424 in one node's memory
-// within a bench's 70 s at 5,000 requests a second, each one more for every node's
-// applier once written. The 91s the pipeline does keep (requests whose write timed
-// out) are first versions too and are refused alike while shedding: the
-// housekeeping writes them one after the other every 5 s, and each would wait as
-// long for its verdict. Reversals, advices, later versions of what was taken, rules'
-// declines and payments notified by QR networks are not refused (they finish or undo
-// what was started, or record a decision made). The writes in flight are
-// decided as the applier reaches them, and the oldest one's wait is the applier's
-// delay: once it is under a quarter of ShedAfter (or none waits), requests go
-// through again. No clock but this node's is read (the stream's timestamps are its
-// leader's).
+// So while a group message of this node that the stream acknowledged more than
+// ShedAfter ago is not yet applied by this node's applier (and then until the
+// oldest such is under a quarter of ShedAfter old, or none is left), Write refuses
+// the first versions of authorizations and financial requests (0100, 0200) at once
+// with ErrBehind, which wraps journal.ErrUnavailable and journal.ErrOverloaded: the
+// pipeline answers a new request 91 journal-overloaded, publishes nothing and keeps
+// no record of it for the journal's return (its txn log line and
+// switchyard_cluster_requests_shed_total say what was answered). Kept, such records
+// grew to 42,424 in one node's memory within a bench's 70 s at 5,000 requests a
+// second, each one more for every node's applier once written. The 91s the pipeline
+// does keep (requests whose write timed out) are first versions too and are refused
+// alike while shedding: the housekeeping writes them one after the other every 5 s,
+// and each would wait as long for its verdict. Reversals, advices, later versions of
+// what was taken, rules' declines and payments notified by QR networks are not
+// refused (they finish or undo what was started, or record a decision made). The
+// age of the oldest own group the applier has not reached is what a new request
+// would wait at least: once it is small again, requests go through again. No clock
+// but this node's is read (the stream's timestamps are its leader's).
 //
 // The state is looked at again at most every shedLook, by the request that comes
-// then: it scans the writes waiting for a verdict (a few dozen while the applier
-// keeps up; at most ShedAfter's worth of requests while it does not, since the ones
-// that come then are refused).
+// then; the acker notes each group's acknowledgement (a few hundred a second at
+// most).
 
 // DefaultShedAfter is Options.ShedAfter's default: half of a request's wait for its
 // verdict (AckTimeout), so that a request taken while the applier is that far behind
@@ -76,6 +73,57 @@ type shedder struct {
 	mu    sync.Mutex // orders the transitions' logs and counts
 	since time.Time  // when shedding began
 	count uint64     // requests refused since
+
+	// pend are this node's group messages the stream acknowledged that the
+	// applier had not applied at the last look, in stream order (the acker
+	// settles groups in the order they were sent). Not the writers waiting: a
+	// writer that gave up after AckTimeout leaves its group behind the applier
+	// all the same (seen: the first version, which read the writers, took
+	// requests again every time the oldest writer gave up, 5 s into shedding,
+	// while the applier was still behind).
+	pendMu sync.Mutex
+	pend   []pendGroup
+}
+
+// pendGroup is a group message of this node the stream acknowledged.
+type pendGroup struct {
+	seq uint64 // its stream sequence
+	at  int64  // unix ns: when its acknowledgement came
+}
+
+// maxPend bounds shedder.pend: past it the oldest go (the next oldest is as old,
+// within a second at any rate that fills it).
+const maxPend = 1 << 16
+
+// acked notes a group message of this node the stream acknowledged at seq.
+func (s *shedder) acked(seq uint64, at time.Time) {
+	if s.after <= 0 {
+		return
+	}
+	s.pendMu.Lock()
+	if len(s.pend) >= maxPend {
+		s.pend = append(s.pend[:0], s.pend[len(s.pend)-maxPend/2:]...)
+	}
+	s.pend = append(s.pend, pendGroup{seq: seq, at: at.UnixNano()})
+	s.pendMu.Unlock()
+}
+
+// oldestPending drops the groups the applier has applied (up to applied) and
+// returns when the oldest left was acknowledged (0: none is left).
+func (s *shedder) oldestPending(applied uint64) int64 {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	i := 0
+	for i < len(s.pend) && s.pend[i].seq <= applied {
+		i++
+	}
+	if i > 0 {
+		s.pend = append(s.pend[:0], s.pend[i:]...)
+	}
+	if len(s.pend) == 0 {
+		return 0
+	}
+	return s.pend[0].at
 }
 
 // sheds says whether a first write of rec is one shedding refuses: an
@@ -107,24 +155,18 @@ func (j *Journal) shedding(now time.Time) error {
 	s.mu.Lock()
 	s.count++
 	s.mu.Unlock()
-	return fmt.Errorf("%w (%w): %w: a write-ahead record of this node has waited %v for its applier's verdict since the stream acknowledged it (shed after %v)",
+	return fmt.Errorf("%w (%w): %w: it has not applied a message of this node that the stream acknowledged %v ago (shed after %v)",
 		journal.ErrUnavailable, journal.ErrOverloaded, ErrBehind, time.Duration(s.oldest.Load()).Round(time.Millisecond), s.after)
 }
 
-// lookShed sets the shedding state from the oldest wait for a verdict of a write
-// the stream acknowledged, and logs a change.
+// lookShed sets the shedding state from how long ago the stream acknowledged the
+// oldest group message of this node that the applier has not applied, and logs a
+// change.
 func (j *Journal) lookShed(now time.Time) {
 	s := &j.shed
-	oldest := int64(math.MaxInt64)
-	j.ap.firstMu.Lock()
-	for _, w := range j.ap.firsts {
-		if a := w.acked.Load(); a != 0 && a < oldest {
-			oldest = a
-		}
-	}
-	j.ap.firstMu.Unlock()
+	applied, _ := j.Position()
 	wait := time.Duration(0)
-	if oldest != math.MaxInt64 {
+	if oldest := s.oldestPending(applied); oldest != 0 {
 		wait = max(0, now.Sub(time.Unix(0, oldest)))
 	}
 	s.oldest.Store(int64(wait))

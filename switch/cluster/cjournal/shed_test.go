@@ -14,12 +14,14 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
-// TestShedWhileApplierBehind: while a write-ahead record of node 1 that the stream
-// acknowledged waits longer than ShedAfter for node 1's applier (held on another
-// node's record), node 1 refuses new requests' write-ahead records at once, publishing
-// nothing, with an error wrapping ErrBehind and journal.ErrUnavailable; once the
-// applier has decided the waiting one, requests are taken again. The changes are
-// logged once each.
+// TestShedWhileApplierBehind: while a message of node 1 that the stream
+// acknowledged more than ShedAfter ago is not applied by node 1's applier (held on
+// another node's record), node 1 refuses new requests' write-ahead records, and the
+// 91s kept for the journal's return, at once, publishing nothing, with an error
+// wrapping ErrBehind, journal.ErrUnavailable and journal.ErrOverloaded; it goes on
+// refusing while the oldest such message is over a quarter of ShedAfter old, and
+// after the writer waiting for it gave up; once the applier has applied it,
+// requests are taken again. The changes are logged once each.
 func TestShedWhileApplierBehind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -54,16 +56,17 @@ func TestShedWhileApplierBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	errA := make(chan error, 1)
-	go func() { errA <- m1.j.Write(ctx, request(rrnA, "T0000001", "000001", at), true, true) }()
+	ctxA, giveUpA := context.WithCancel(ctx)
+	defer giveUpA()
+	go func() { errA <- m1.j.Write(ctxA, request(rrnA, "T0000001", "000001", at), true, true) }()
 	var ackedAt time.Time
 	acked := func() bool {
-		m1.j.ap.firstMu.Lock()
-		defer m1.j.ap.firstMu.Unlock()
-		w := m1.j.ap.firsts[rrnA]
-		if w == nil || w.acked.Load() == 0 {
+		m1.j.shed.pendMu.Lock()
+		defer m1.j.shed.pendMu.Unlock()
+		if len(m1.j.shed.pend) == 0 {
 			return false
 		}
-		ackedAt = time.Unix(0, w.acked.Load())
+		ackedAt = time.Unix(0, m1.j.shed.pend[0].at)
 		return true
 	}
 	for tick := time.NewTicker(5 * time.Millisecond); !acked(); {
@@ -105,6 +108,16 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	if err := m1.j.shedding(ackedAt.Add(after / 2)); !errors.Is(err, ErrBehind) {
 		t.Fatalf("a look at half ShedAfter's wait while shedding: %v; want ErrBehind", err)
 	}
+	// Its writer giving up does not end it: the applier has still not reached
+	// the request's message.
+	giveUpA()
+	if err := <-errA; err == nil {
+		t.Fatal("the request whose writer gave up returned no error")
+	}
+	m1.j.shed.next.Store(0)
+	if err := m1.j.shedding(later.Add(shedLook)); !errors.Is(err, ErrBehind) {
+		t.Fatalf("a look once the waiting writer gave up, the applier still held: %v; want ErrBehind", err)
+	}
 	// A request's 91 kept for the journal's return (a first version, final) waits
 	// too; reversals and advices are never refused.
 	kept := request(rrnB, "T0000001", "000002", at)
@@ -122,13 +135,13 @@ func TestShedWhileApplierBehind(t *testing.T) {
 		t.Error("sheds is false for a 0100")
 	}
 
-	// The applier goes on: the waiting request is decided, and requests are taken
-	// again at the next look.
+	// The applier goes on: once it has applied the request's message, requests
+	// are taken again at the next look.
 	release()
-	if err := <-errA; err != nil {
-		t.Fatalf("the request that waited for the applier: %v", err)
+	if err := m1.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if err := m1.j.shedding(later.Add(shedLook)); err != nil {
+	if err := m1.j.shedding(later.Add(2 * shedLook)); err != nil {
 		t.Fatalf("a look once the applier decided the waiting request: %v", err)
 	}
 	if _, err := journalTxn(ctx, m1, "T0000001", "000003", at); err != nil {
@@ -136,7 +149,7 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"level":"warn","oldest_wait":`, "new requests are answered 91 at once",
-		`"level":"info","oldest_wait":0`, `"refused":4`, "new requests are taken again",
+		`"level":"info","oldest_wait":0`, `"refused":5`, "new requests are taken again",
 	} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the journal's log lacks %q:\n%s", want, logs.String())
