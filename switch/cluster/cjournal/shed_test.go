@@ -20,7 +20,8 @@ import (
 // 91s kept for the journal's return, at once, publishing nothing, with an error
 // wrapping ErrBehind, journal.ErrUnavailable and journal.ErrOverloaded; it goes on
 // refusing while the oldest such message is over a quarter of ShedAfter old, and
-// after the writer waiting for it gave up; once the applier has applied it,
+// after the writer waiting for it gave up, but for one request every shedProbe
+// (whose message tells how far behind the applier is); once the applier has applied it,
 // requests are taken again. The changes are logged once each.
 func TestShedWhileApplierBehind(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -118,6 +119,14 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	if err := m1.j.shedding(later.Add(shedLook)); !errors.Is(err, ErrBehind) {
 		t.Fatalf("a look once the waiting writer gave up, the applier still held: %v; want ErrBehind", err)
 	}
+	// One request every shedProbe goes through all the same, to see how far
+	// behind the applier is now.
+	if err := m1.j.shedding(later.Add(shedProbe)); err != nil {
+		t.Fatalf("the first look a probe's interval into shedding: %v; want a probe let through", err)
+	}
+	if err := m1.j.shedding(later.Add(shedProbe)); !errors.Is(err, ErrBehind) {
+		t.Fatalf("the next request at the same time: %v; want ErrBehind", err)
+	}
 	// A request's 91 kept for the journal's return (a first version, final) waits
 	// too; reversals and advices are never refused.
 	kept := request(rrnB, "T0000001", "000002", at)
@@ -141,7 +150,7 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	if err := m1.j.CaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := m1.j.shedding(later.Add(2 * shedLook)); err != nil {
+	if err := m1.j.shedding(later.Add(shedProbe + shedLook)); err != nil {
 		t.Fatalf("a look once the applier decided the waiting request: %v", err)
 	}
 	if _, err := journalTxn(ctx, m1, "T0000001", "000003", at); err != nil {
@@ -149,7 +158,7 @@ func TestShedWhileApplierBehind(t *testing.T) {
 	}
 	for _, want := range []string{
 		`"level":"warn","oldest_wait":`, "new requests are answered 91 at once",
-		`"level":"info","oldest_wait":0`, `"refused":5`, "new requests are taken again",
+		`"level":"info","oldest_wait":0`, `"refused":6`, "new requests are taken again",
 	} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the journal's log lacks %q:\n%s", want, logs.String())
