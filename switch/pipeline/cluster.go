@@ -40,6 +40,24 @@ type RecordLocker interface {
 	LockRecord(ctx context.Context, rrn string) (unlock func(), err error)
 }
 
+// Admitter is a journal that may refuse new authorizations and financial requests
+// before any work is done on them, because it cannot keep up (a cluster node whose
+// journal applier is behind the stream: cjournal.Journal.Admit). Its error wraps
+// journal.ErrOverloaded: the request is answered 91 journal-overloaded, nothing of
+// it written or sent.
+type Admitter interface {
+	Admit() error
+}
+
+// admit asks the journal, when it is an Admitter, whether a new online 0100 or
+// 0200 may go on.
+func (p *Pipeline) admit(t *txn) error {
+	if p.admitter == nil || t.offline || t.req.MTI != "0100" && t.req.MTI != "0200" {
+		return nil
+	}
+	return p.admitter.Admit()
+}
+
 // CatchUpper is a cluster's journal that can wait until its node holds every record,
 // delivery mark and batch close the cluster's stream held when asked
 // (cjournal.Journal.CaughtUp): a terminal's batch (0500) is totalled after it, over

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -620,25 +621,44 @@ func TestJournalUnavailable(t *testing.T) {
 	})
 }
 
-// TestJournalOverloaded: a request whose write ahead the journal refuses at once
-// because it cannot keep up (a cluster node shedding) is answered 91
-// journal-overloaded, nothing sent; unlike a journal without a quorum, no record of
-// it is kept for the journal's return (nothing is written when the journal takes
-// writes again) and it is not left open. A resend once the journal keeps up is a new
-// request, approved. A rules decline is written, not refused.
+// admittingJournal is the fake journal with a cluster node's admission
+// (cjournal.Journal.Admit).
+type admittingJournal struct {
+	Journal
+	admit func() error
+}
+
+func (j admittingJournal) Admit() error { return j.admit() }
+
+// TestJournalOverloaded: a new request that the journal does not admit because it
+// cannot keep up (a cluster node shedding) is answered 91 journal-overloaded before
+// its checks and rules, nothing sent; unlike a journal without a quorum, no record
+// of it is kept for the journal's return (nothing is written when the journal
+// takes writes again) and it is not left open. A resend once the journal keeps up is
+// a new request, approved. Reversals and offline captures are not asked about.
 func TestJournalOverloaded(t *testing.T) {
-	h := newHarness(t)
-	overloaded := fmt.Errorf("cjournal: record refused: %w (%w): the applier is behind", journal.ErrUnavailable, journal.ErrOverloaded)
-	h.j.writeHook = func(r *journal.Record, first bool) error {
-		if first && !r.Final() {
-			return overloaded
-		}
-		return nil
-	}
+	overloaded := fmt.Errorf("cjournal: request refused: %w (%w): the applier is behind", journal.ErrUnavailable, journal.ErrOverloaded)
+	var refuse atomic.Bool
+	asked := 0
+	h := newHarness(t, withRisk, func(h *harness, _ *Config) {
+		h.store = admittingJournal{Journal: h.j, admit: func() error {
+			asked++
+			if refuse.Load() {
+				return overloaded
+			}
+			return nil
+		}}
+	})
+	rulesRan := 0
+	h.risk.decide = func(*risk.Input) risk.Decision { rulesRan++; return risk.Decision{Action: risk.ActionAllow} }
+	refuse.Store(true)
 	tx := h.purchase(1000)
 	a := h.do(tx)
 	if a.RC != "91" || a.Reason != "journal-overloaded" || a.AuthCode != "" {
 		t.Fatalf("answer %s %q auth %q; want 91 journal-overloaded", a.RC, a.Reason, a.AuthCode)
+	}
+	if asked != 1 || rulesRan != 0 {
+		t.Errorf("admission asked %d times, rules run %d times; want 1 and 0", asked, rulesRan)
 	}
 	if n := len(h.bank.sent()); n != 0 {
 		t.Errorf("the issuer got %d requests; want none", n)
@@ -649,16 +669,26 @@ func TestJournalOverloaded(t *testing.T) {
 	if open := h.p.open.min(); open != "" {
 		t.Errorf("the refused request %s is left open (lowest open RRN %s)", a.RRN, open)
 	}
-	if n := counterValue(h.p.metrics.Transactions.WithLabelValues("0200", "91", "bank", "journal")); n != 1 {
+	if n := counterValue(h.p.metrics.Transactions.WithLabelValues("0200", "91", "", "journal")); n != 1 {
 		t.Errorf("transactions{rc=91, decided_by=journal} = %v; want 1", n)
 	}
-	h.j.writeHook = nil
+	refuse.Store(false)
 	h.p.settle(t.Context())
 	if _, err := h.j.Get(a.RRN); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("the refused request's record after the journal's return: %v; want none", err)
 	}
-	if b := h.do(tx); b.RC != "00" || b.RRN == a.RRN {
+	b := h.do(tx)
+	if b.RC != "00" || b.RRN == a.RRN {
 		t.Errorf("its resend once the journal keeps up: %s %q RRN %s; want a new request approved", b.RC, b.Reason, b.RRN)
+	}
+	if rulesRan != 1 {
+		t.Errorf("rules run %d times for the admitted resend; want 1", rulesRan)
+	}
+	// A reversal of it goes on while the journal refuses new requests.
+	refuse.Store(true)
+	asked = 0
+	if r := h.do(h.reversal(tx, 1000)); r.RC != "00" || asked != 0 {
+		t.Errorf("its reversal while the journal refuses new requests: %s %q, admission asked %d times; want 00 and never", r.RC, r.Reason, asked)
 	}
 }
 

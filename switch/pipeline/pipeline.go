@@ -321,6 +321,7 @@ type Pipeline struct {
 	node     string          // the journal's Node: OwedBy of the reversal advices owed here
 	breakers sync.Map        // issuer ID -> *breaker
 	standIn  *standInBook
+	admitter Admitter // the journal, when it may refuse new requests (nil: it never does)
 	authSeq  atomic.Uint32
 	lastRRN  atomic.Value // string
 	stop     chan struct{}
@@ -387,6 +388,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
+	p.admitter, _ = j.(Admitter)
 	if cfg.MerchantLocks != nil {
 		if cfg.MerchantLockWithin < 0 || cfg.MerchantLockWithin > 1 {
 			return nil, fmt.Errorf("pipeline: merchant lock margin %v is not a fraction from 0 to 1", cfg.MerchantLockWithin)
@@ -927,6 +929,11 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	}
 	if t.offline {
 		return p.captureOffline(ctx, t)
+	}
+	// A cluster node whose journal cannot keep up refuses it here, before its
+	// checks and rules take the CPU its journal needs to catch up.
+	if err := p.admit(t); err != nil {
+		return p.systemError(t, err)
 	}
 	// The merchant's lock a purchase near its limits took (assess) is held until
 	// its final record is durable and counted, whatever the path.

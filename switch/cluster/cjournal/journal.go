@@ -101,12 +101,11 @@ type Options struct {
 	// the stream (every request on a node waits for its applier: a node far behind
 	// answers 91). Nil: this node's applier alone (WaitApplied, at most 2 minutes).
 	ImportWait func(ctx context.Context, seq uint64) (nodes []int, err error)
-	// ShedAfter: while a write-ahead record of this node that the stream
-	// acknowledged more than ShedAfter ago still waits for this node's applier's
-	// verdict, the first versions of authorizations and financial requests are
-	// refused at once (ErrBehind, wrapping journal.ErrUnavailable: the pipeline
-	// answers 91) instead of being published to wait their AckTimeout (shed.go). 0:
-	// DefaultShedAfter; negative: never.
+	// ShedAfter: while a message of this node that the stream acknowledged more
+	// than ShedAfter ago is not applied by this node's applier, Admit refuses new authorizations and financial requests (ErrBehind,
+	// wrapping journal.ErrUnavailable and journal.ErrOverloaded: the pipeline
+	// answers 91 before their checks and rules) instead of letting them publish
+	// and wait their AckTimeout (shed.go). 0: DefaultShedAfter; negative: never.
 	ShedAfter time.Duration
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger

@@ -109,8 +109,8 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 			return fmt.Errorf("cjournal: record %s refused: %w: %w", rec.RRN, journal.ErrUnavailable, err)
 		}
 	}
-	if first && sheds(rec) && ownsKey(rec) {
-		if err := j.shedding(time.Now()); err != nil {
+	if first && keptAnswer(rec) && ownsKey(rec) {
+		if err := j.shedding(time.Now(), false); err != nil {
 			return fmt.Errorf("cjournal: record %s refused: %w", rec.RRN, err)
 		}
 	}

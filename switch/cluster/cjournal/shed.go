@@ -23,24 +23,25 @@ import (
 //
 // So while a group message of this node that the stream acknowledged more than
 // ShedAfter ago is not yet applied by this node's applier (and then until the
-// oldest such is under a quarter of ShedAfter old, or none is left), Write refuses
-// the first versions of authorizations and financial requests (0100, 0200) at once
-// with ErrBehind, which wraps journal.ErrUnavailable and journal.ErrOverloaded: the
-// pipeline answers a new request 91 journal-overloaded, publishes nothing and keeps
-// no record of it for the journal's return (its txn log line and
+// oldest such is under a quarter of ShedAfter old, or none is left), Admit refuses
+// new authorizations and financial requests (0100, 0200) with ErrBehind, which
+// wraps journal.ErrUnavailable and journal.ErrOverloaded. The pipeline asks it
+// before a request's checks and rules, answers 91 journal-overloaded, publishes
+// nothing and keeps no record of it for the journal's return (its txn log line and
 // switchyard_cluster_requests_shed_total say what was answered). Kept, such records
 // grew to 42,424 in one node's memory within a bench's 70 s at 5,000 requests a
-// second, each one more for every node's applier once written. The 91s the pipeline
-// does keep (requests whose write timed out) are first versions too and are refused
-// alike while shedding: the housekeeping writes them one after the other every 5 s,
-// and each would wait as long for its verdict. Reversals, advices, later versions of
-// what was taken, rules' declines and payments notified by QR networks are not
-// refused (they finish or undo what was started, or record a decision made). The
-// age of the oldest own group the applier has not reached is what a new request
-// would wait at least; a few requests go through while shedding (one every
-// shedProbe) so that it stays so: once it is small again, requests go through
-// again. No clock
-// but this node's is read (the stream's timestamps are its leader's).
+// second, each one more for every node's applier once written; and refused only at
+// their write ahead, after their checks and rules, the refused requests took the
+// CPU the node's applier needed to catch up (seen: a node shedding for 52 s on end,
+// its applier 0.6 to 2.5 s behind). The 91s the pipeline does keep (requests whose
+// write timed out) wait too: Write refuses their first versions while the node
+// sheds, since the housekeeping writes them one after the other every 5 s and each
+// would wait as long for its verdict. Reversals, advices, later versions and what
+// was admitted go on (they finish or undo what was started). The age of the oldest
+// own group the applier has not reached is what a new request would wait at least;
+// a few requests go through while shedding (one every shedProbe) so that it stays
+// so: once it is small again, requests go through again. No clock but this node's
+// is read (the stream's timestamps are its leader's).
 //
 // The state is looked at again at most every shedLook, by the request that comes
 // then; the acker notes each group's acknowledgement (a few hundred a second at
@@ -139,18 +140,30 @@ func (s *shedder) oldestPending(applied uint64) int64 {
 	return s.pend[0].at
 }
 
-// sheds says whether a first write of rec is one shedding refuses: an
-// authorization's or financial request's write-ahead record (not final yet), or its
-// 91 kept for the journal's return (decided by the journal). A request decided
-// without a write ahead (a rules decline) and a payment notified by a QR network
-// are final first versions decided by others: they are written.
-func sheds(rec *journal.Record) bool {
-	return (rec.MTI == "0100" || rec.MTI == "0200") && (!rec.Final() || rec.DecidedBy == "journal")
+// keptAnswer says whether rec is an authorization's or financial request's 91
+// kept for the journal's return (decided by the journal): its first write waits
+// while the node sheds.
+func keptAnswer(rec *journal.Record) bool {
+	return (rec.MTI == "0100" || rec.MTI == "0200") && rec.Final() && rec.DecidedBy == "journal"
 }
 
-// shedding returns ErrBehind, wrapped with journal.ErrUnavailable and the wait that
-// caused it, while this node refuses new requests; now is the caller's clock.
-func (j *Journal) shedding(now time.Time) error {
+// Admit returns nil when a new authorization or financial request may go on, and
+// an error wrapping ErrBehind, journal.ErrUnavailable and journal.ErrOverloaded
+// while this node sheds (pipeline.Admitter: the pipeline asks before the request's
+// checks and rules, and answers 91 journal-overloaded). One request every
+// shedProbe is let through all the same.
+func (j *Journal) Admit() error {
+	if err := j.shedding(time.Now(), true); err != nil {
+		return fmt.Errorf("cjournal: request refused: %w", err)
+	}
+	return nil
+}
+
+// shedding returns ErrBehind, wrapped with journal.ErrUnavailable,
+// journal.ErrOverloaded and the wait that caused it, while this node sheds; now is
+// the caller's clock. With probe, the first call a probe's interval after the last
+// probe returns nil (and counts as one), and a refusal counts as a request shed.
+func (j *Journal) shedding(now time.Time, probe bool) error {
 	s := &j.shed
 	if s.after <= 0 {
 		return nil
@@ -162,16 +175,18 @@ func (j *Journal) shedding(now time.Time) error {
 	if !s.on.Load() {
 		return nil
 	}
-	if p := s.probe.Load(); n >= p+int64(shedProbe) && s.probe.CompareAndSwap(p, n) {
-		return nil // a probe
+	if probe {
+		if p := s.probe.Load(); n >= p+int64(shedProbe) && s.probe.CompareAndSwap(p, n) {
+			return nil
+		}
+		j.stats.shed.Add(1)
+		if j.cn != nil {
+			j.cn.Metrics().ObserveShed()
+		}
+		s.mu.Lock()
+		s.count++
+		s.mu.Unlock()
 	}
-	j.stats.shed.Add(1)
-	if j.cn != nil {
-		j.cn.Metrics().ObserveShed()
-	}
-	s.mu.Lock()
-	s.count++
-	s.mu.Unlock()
 	return fmt.Errorf("%w (%w): %w: it has not applied a message of this node that the stream acknowledged %v ago (shed after %v)",
 		journal.ErrUnavailable, journal.ErrOverloaded, ErrBehind, time.Duration(s.oldest.Load()).Round(time.Millisecond), s.after)
 }
