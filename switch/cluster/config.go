@@ -42,14 +42,14 @@ type Config struct {
 	// cluster.md, "The load's concurrency, and pacing the groups"). A Go duration up
 	// to 100ms; default 10ms; "0" for none (each group goes as soon as it can).
 	GroupPause string `yaml:"group_pause"`
-	// ShedAfter: while a write-ahead record of this node that the stream
-	// acknowledged more than this long ago still waits for this node's journal
-	// applier (the applier is behind the stream: the host overloaded, a consumer
-	// stalled), new authorizations and financial requests are answered 91 at once,
-	// publishing nothing, until it catches up; otherwise each would publish its
-	// record and wait 5 s for a verdict before its 91, and feed the backlog (docs/
-	// cluster.md, "Shedding while the applier is behind"). A Go duration from 250ms
-	// to 5s; default 2.5s; "0" never sheds.
+	// ShedAfter: while a message of this node that the stream acknowledged more
+	// than this long ago is not applied by this node's journal applier (the applier
+	// is behind the stream: the host overloaded, a consumer stalled), new
+	// authorizations and financial requests are answered 91 journal-overloaded at
+	// once, before their checks and rules, publishing nothing, until it catches up;
+	// otherwise each would publish its record and wait 5 s for a verdict before its
+	// 91, and feed the backlog (docs/cluster.md, "Shedding while the applier is
+	// behind"). A Go duration from 250ms to 5s; default 2.5s; "0" never sheds.
 	ShedAfter string `yaml:"shed_after"`
 	// LeaseTTL is how long this node's lease lives without a refresh: a node cut
 	// off from the others (a network blip, a pause of the process) for longer is
