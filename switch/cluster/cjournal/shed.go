@@ -105,8 +105,9 @@ type pendGroup struct {
 	at  int64  // unix ns: when its acknowledgement came
 }
 
-// maxPend bounds shedder.pend: past it the oldest go (the next oldest is as old,
-// within a second at any rate that fills it).
+// maxPend bounds shedder.pend (an applier that stands still for minutes while
+// this node's groups are still acknowledged): past it the older half goes, and the
+// oldest left is still minutes old at the few hundred groups a second a node sends.
 const maxPend = 1 << 16
 
 // acked notes a group message of this node the stream acknowledged at seq.
