@@ -189,15 +189,20 @@ const maxGroupPause = 100 * time.Millisecond
 
 // Pause returns GroupPause as a duration: DefaultGroupPause when it is empty, 0 for
 // none. Validate has checked it.
-func (c *Config) Pause() time.Duration {
-	if c.GroupPause == "" {
-		return DefaultGroupPause
+func (c *Config) Pause() time.Duration { return durationOr(c.GroupPause, DefaultGroupPause) }
+
+// durationOr is s, a duration Validate has checked, or def when s is empty.
+func durationOr(s string, def time.Duration) time.Duration {
+	if s == "" {
+		return def
 	}
-	d, _ := time.ParseDuration(c.GroupPause)
+	d, _ := time.ParseDuration(s)
 	return d
 }
 
-// DefaultShedAfter is Config.ShedAfter's default (cjournal.DefaultShedAfter).
+// DefaultShedAfter is Config.ShedAfter's default: half of a request's wait for its
+// write ahead's verdict (cjournal.DefaultAckTimeout), so that a request taken while
+// the applier is that far behind still has time to be decided.
 const DefaultShedAfter = 2500 * time.Millisecond
 
 // Bounds of Config.ShedAfter: below minShedAfter a pause of the process or an
@@ -211,13 +216,7 @@ const (
 
 // Shed returns ShedAfter as a duration: DefaultShedAfter when it is empty, 0 for
 // never. Validate has checked it.
-func (c *Config) Shed() time.Duration {
-	if c.ShedAfter == "" {
-		return DefaultShedAfter
-	}
-	d, _ := time.ParseDuration(c.ShedAfter)
-	return d
-}
+func (c *Config) Shed() time.Duration { return durationOr(c.ShedAfter, DefaultShedAfter) }
 
 // Bounds of Config.LeaseTTL and Config.LeaseRefresh.
 const (

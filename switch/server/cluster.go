@@ -255,7 +255,7 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 // node's record versions are applied to the local journal and handed to onRemote.
 func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record, latest cjournal.Latest)) error {
 	err := c.retry("journal", func(ctx context.Context) (err error) {
-		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas, GroupPause: groupPause(c.cfg.Pause()), ShedAfter: shedAfter(c.cfg.Shed()),
+		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas, GroupPause: zeroNone(c.cfg.Pause()), ShedAfter: zeroNone(c.cfg.Shed()),
 			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, ImportWait: c.importWait, Fence: c.fence,
 			Logger: c.log.With().Str("part", "journal").Logger()})
 		return err
@@ -921,18 +921,10 @@ func (s *Server) loadDemoKeys() error {
 	return err
 }
 
-// groupPause is cluster.group_pause as cjournal.Options.GroupPause, whose zero is
-// the default and whose negative is none.
-func groupPause(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
-}
-
-// shedAfter is cluster.shed_after as cjournal.Options.ShedAfter, whose zero is
-// the default and whose never is negative.
-func shedAfter(d time.Duration) time.Duration {
+// zeroNone turns a cluster key's duration whose 0 means none (cluster.group_pause,
+// cluster.shed_after) into the cjournal option's, whose zero is the default and
+// whose negative is none.
+func zeroNone(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
 	}

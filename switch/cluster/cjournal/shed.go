@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -47,10 +48,8 @@ import (
 // then; the acker notes each group's acknowledgement (a few hundred a second at
 // most).
 
-// DefaultShedAfter is Options.ShedAfter's default: half of a request's wait for its
-// verdict (AckTimeout), so that a request taken while the applier is that far behind
-// still has time to be decided.
-const DefaultShedAfter = 2500 * time.Millisecond
+// DefaultShedAfter is Options.ShedAfter's default (cluster.shed_after's).
+const DefaultShedAfter = cluster.DefaultShedAfter
 
 // shedResume: shedding, once begun, ends when the oldest wait is under
 // ShedAfter/shedResume (or none is left), not as soon as it is under ShedAfter: the
