@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
@@ -107,8 +108,8 @@ func runRegistry(env *Env, name string, args []string) int {
 	return regtool.Run(env.Ctx, name, rest, c, loc, env.Stdout, env.Stderr)
 }
 
-// existingDataDir checks that --data names an existing directory. Opening a data
-// directory creates it: a mistyped --data would read an empty journal and report
+// existingDataDir checks that --data names an existing directory that holds a
+// switch's data (its Badger database). Opening a data directory creates it: a mistyped --data would read an empty journal and report
 // nothing (a backtest of nothing, "No decision would change", a journal query with
 // no records) and leave a new database behind.
 func existingDataDir(dir string) error {
@@ -119,5 +120,14 @@ func existingDataDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("--data %s: not a directory (the data directory of a stopped switch: its data_dir)", dir)
 	}
+	// Opening a directory that holds no switch's data would make one there (Badger's
+	// files, the journal's log) and tighten every file's permissions under it (the
+	// server's restrictDataDir): a --data . or --data /etc must touch nothing.
+	if _, err := os.Stat(filepath.Join(dir, badgerManifest)); err != nil {
+		return fmt.Errorf("--data %s: not a switch's data directory (it has no %s: %w); give the data_dir of a switch that has run", dir, badgerManifest, err)
+	}
 	return nil
 }
+
+// badgerManifest is the file Badger keeps in every database directory it made.
+const badgerManifest = "MANIFEST"

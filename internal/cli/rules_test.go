@@ -33,6 +33,43 @@ func TestRulesDataDirMustExist(t *testing.T) {
 	if code, _, errs := runCLI(t, nil, "rules", "lists", "--data", file); code == 0 || !strings.Contains(errs, "not a directory") {
 		t.Errorf("a file as --data: exit %d %s", code, errs)
 	}
+	// An existing directory that holds no switch's data (--data ., --data /etc) is
+	// refused too, and left as it was: no database made in it, no permission
+	// tightened (it was 0755).
+	other := t.TempDir()
+	if err := os.Chmod(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(other, "notes.txt"), 0o644); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"rules", "lists", "--data", other},
+		{"journal", "--data", other},
+		{"merchant", "list", "--data", other},
+		{"oplog", "--data", other},
+		{"settle", "--date", "2026-12-01", "--data", other},
+	} {
+		code, out, errs := runCLI(t, nil, args...)
+		if code == 0 || !strings.Contains(errs, "--data "+other+": not a switch's data directory") {
+			t.Errorf("%v: exit %d\n%s\n%s", args[:2], code, out, errs)
+		}
+	}
+	ents, err := os.ReadDir(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 {
+		t.Errorf("the directory was written to: %v", ents)
+	}
+	for _, p := range []string{other, filepath.Join(other, "notes.txt")} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o044 == 0 {
+			t.Errorf("%s: its permissions were changed (%v, %v)", p, fi.Mode(), err)
+		}
+	}
 }
 
 // TestRulesCheckEmptySet: `rules check` of a directory without a rule exits 1 (the
