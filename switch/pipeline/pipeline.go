@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -825,13 +826,35 @@ func (p *Pipeline) unsupported(ctx context.Context, t *txn) (frontend.Response, 
 	return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "unsupported-message")
 }
 
-// TxnType names the transaction type of a request.
+// procDefined says whether DE 3 proc is one the terminal interface defines for a
+// financial request of mti (docs/terminal-interface.md, Messages): an 0100 00xxxx
+// (the merchant-presented QR codes never get here), an 0200 one of purchase, void,
+// refund and balance inquiry. A completion's (0220) is checked with its original
+// (completion-processing-code).
+func procDefined(mti, proc string) bool {
+	switch mti {
+	case "0100":
+		return strings.HasPrefix(proc, "00")
+	case "0200":
+		switch proc {
+		case message.PCPurchase, message.PCVoid, message.PCRefund, message.PCBalance:
+			return true
+		}
+		return false
+	}
+	return true
+}
+
+// TxnType names the transaction type of a request: "other" for an 0200 whose DE 3
+// is none the switch defines (it is declined 12, procDefined).
 func TxnType(mti, proc string) string {
 	switch mti {
 	case "0100":
 		return "preauth"
 	case "0200":
 		switch proc {
+		case message.PCPurchase:
+			return "purchase"
 		case message.PCVoid:
 			return "void"
 		case message.PCRefund:
@@ -839,7 +862,7 @@ func TxnType(mti, proc string) string {
 		case message.PCBalance:
 			return "balance"
 		}
-		return "purchase"
+		return "other"
 	case "0220":
 		return "completion"
 	case "0400":
@@ -929,6 +952,13 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	}
 	if t.offline {
 		return p.captureOffline(ctx, t)
+	}
+	// A processing code the terminal interface does not define for the MTI is no
+	// transaction the switch knows how to carry out: before 7 December 2026 an 0200
+	// with DE 3 020030 (a void from a credit account), 200030 or 999999 went to the
+	// issuer as a purchase and charged the card again.
+	if !procDefined(t.req.MTI, t.req.ProcCode) {
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "unsupported-processing-code")
 	}
 	// A cluster node whose journal cannot keep up refuses it here, before its
 	// checks and rules take the CPU its journal needs to catch up.

@@ -1421,3 +1421,47 @@ func TestJournalUnavailableLogSampled(t *testing.T) {
 		t.Fatalf("%d lines for %d requests answered 91, want 1 to %d", lines, n, 3*journalUnavailableBurst)
 	}
 }
+
+// TestUnsupportedProcessingCode: an 0200 or 0100 whose DE 3 the terminal interface
+// does not define is declined 12 before its checks, rules and issuer, and journaled
+// so. Before 7 December 2026 an 0200 with DE 3 020030 (a void from a credit account),
+// 200030 or 999999 carrying an approved purchase's DE 37 and 38 was approved as a
+// new purchase: the card charged again where the terminal meant to take it back.
+func TestUnsupportedProcessingCode(t *testing.T) {
+	h := newHarness(t, withRisk)
+	rulesRan := 0
+	h.risk.decide = func(*risk.Input) risk.Decision { rulesRan++; return risk.Decision{Action: risk.ActionAllow} }
+	orig := h.do(h.purchase(1234))
+	if orig.RC != "00" {
+		t.Fatalf("purchase: %s %q", orig.RC, orig.Reason)
+	}
+	sent, ran := len(h.bank.sent()), rulesRan
+	for _, c := range []struct{ mti, proc string }{
+		{"0200", "020030"}, {"0200", "200030"}, {"0200", "999999"}, {"0200", message.PCBatch},
+		{"0200", "000001"}, {"0100", message.PCBalance}, {"0100", "999999"},
+	} {
+		tx := h.purchase(1234)
+		tx.MTI, tx.ProcCode, tx.RRN, tx.AuthCode = c.mti, c.proc, orig.RRN, orig.AuthCode
+		a := h.do(tx)
+		if a.RC != "12" || a.Reason != "unsupported-processing-code" || a.AuthCode != "" {
+			t.Errorf("%s DE 3 %s: %s %q auth %q; want 12 unsupported-processing-code", c.mti, c.proc, a.RC, a.Reason, a.AuthCode)
+			continue
+		}
+		rec := h.record(a.RRN)
+		if rec.ProcCode != c.proc || rec.RC != "12" || rec.Reason != "unsupported-processing-code" || (c.mti == "0200" && rec.Type != "other") {
+			t.Errorf("%s DE 3 %s journaled as %s %s %s %q", c.mti, c.proc, rec.Type, rec.ProcCode, rec.RC, rec.Reason)
+		}
+	}
+	if n := len(h.bank.sent()); n != sent || rulesRan != ran {
+		t.Errorf("the issuer got %d requests more and the rules ran %d times more; want none", n-sent, rulesRan-ran)
+	}
+	// The codes the interface defines go on as before.
+	pre := h.purchase(500)
+	pre.MTI, pre.ProcCode = "0100", "003000"
+	if a := h.do(pre); a.RC != "00" {
+		t.Errorf("0100 DE 3 003000 (a pre-authorization from a credit account): %s %q; want 00", a.RC, a.Reason)
+	}
+	if a := h.do(h.void(orig, 1234)); a.RC != "00" {
+		t.Errorf("the void of the purchase: %s %q; want 00", a.RC, a.Reason)
+	}
+}
