@@ -224,6 +224,10 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 				return err
 			}
 		}
+		if rec.RetractOnly {
+			replayRetract(ctx, h, rs, store, &rec, rec.Outcome, refunded)
+			return nil
+		}
 		in := &rec.Input
 		if in.Txn.Time.IsZero() {
 			in.Txn.Time = rec.Time

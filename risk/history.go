@@ -80,6 +80,12 @@ type Record struct {
 	// offline advice the card approved) but the velocity counters count: a replay
 	// observes it, a backtest does not evaluate the rules on it, explain refuses it.
 	Undecided bool `json:"undecided,omitempty"`
+	// RetractOnly marks a record the counters never saw that took its original
+	// back: a terminal's approved reversal (0400), which runs no rules and journals
+	// no facts. A replay neither observes nor evaluates it; it retracts the original
+	// (when the original names it in ReversedBy), as the live engine did when the
+	// reversal was approved. Input.Txn holds only its type and time.
+	RetractOnly bool `json:"retract_only,omitempty"`
 }
 
 // replayRetract takes back, in a replay of the journal through rs on store, what rec
@@ -171,6 +177,10 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	if warmup > 0 {
 		err = h.Range(ctx, rec.Time.Add(-warmup), rec.Time, func(r Record) error {
 			if r.RRN == rec.RRN {
+				return nil
+			}
+			if r.RetractOnly {
+				replayRetract(ctx, h, rs, store, &r, r.Outcome, refunded)
 				return nil
 			}
 			if r.Input.Txn.Time.IsZero() {

@@ -71,6 +71,9 @@ type historySource struct{ h History }
 func (s historySource) Scan(ctx context.Context, from, to time.Time, fn func(*profile.Txn) error) error {
 	var t profile.Txn
 	return s.h.Range(ctx, from, to, func(r Record) error {
+		if r.RetractOnly { // no transaction of its own
+			return nil
+		}
 		x := &r.Input.Txn
 		t = profile.Txn{Time: r.Time, Merchant: r.Input.Merchant.ID, Type: x.Type, Amount: int64(x.Amount), CardHash: x.CardHash,
 			RC: r.Outcome.ResponseCode, Approved: r.Outcome.Approved, RiskDeclined: r.Decision.Declined()}

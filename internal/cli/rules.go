@@ -33,7 +33,7 @@ func (h apiHistory) Range(ctx context.Context, from, to time.Time, fn func(risk.
 		q.Set("to", to.Format(time.RFC3339Nano))
 	}
 	return streamJournal(ctx, h.c, q, func(r *journal.Record) error {
-		if rec, ok := server.RiskRecord(r); ok {
+		if rec, ok := server.ReplayRecord(r); ok {
 			return fn(rec)
 		}
 		return nil

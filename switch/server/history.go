@@ -70,11 +70,31 @@ func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	return out, true
 }
 
+// ReplayRecord is what a replay of the risk tools reads of a journal record
+// (risk.History's Range): RiskRecord's, and for a terminal's approved reversal
+// (0400), which the counters never saw (no facts), a risk.Record RetractOnly, so that
+// the replay takes its original back as the live engine did. Until 7 December 2026
+// the replays skipped those reversals: a reversed purchase still counted, and a
+// backtest of the rules in force listed later requests as declined (a merchant's
+// daily limit reached by reversed purchases), and explain showed counters too high.
+func ReplayRecord(r *journal.Record) (risk.Record, bool) {
+	if rec, ok := RiskRecord(r); ok {
+		return rec, true
+	}
+	if r.MTI != "0400" || r.OriginalRRN == "" || !r.Approved() {
+		return risk.Record{}, false
+	}
+	rec := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, RetractOnly: true,
+		Outcome: risk.Outcome{Approved: true, ResponseCode: r.RC}}
+	rec.Input.Txn.Type, rec.Input.Txn.Time = risk.RetractReversal, r.Received
+	return rec, true
+}
+
 // Range implements risk.History.
 func (h History) Range(ctx context.Context, from, to time.Time, fn func(risk.Record) error) error {
 	var ferr error
 	err := h.J.Scan(ctx, journal.Query{From: from, To: to}, func(r *journal.Record) bool {
-		rec, ok := RiskRecord(r)
+		rec, ok := ReplayRecord(r)
 		if !ok {
 			return true
 		}

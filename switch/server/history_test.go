@@ -181,3 +181,78 @@ rules:
 		t.Errorf("explain of a probe: %v", err)
 	}
 }
+
+// TestReplayTakesReversalsBack: a terminal's approved reversal (0400) runs no rules
+// and journals no facts, but the live engine took its original back out of the
+// counters when it was approved; a replay must too. Until 7 December 2026 the
+// backtest and explain skipped it: the reversed purchase still counted, and a
+// backtest of the rules in force listed the card's next purchase as declined.
+func TestReplayTakesReversalsBack(t *testing.T) {
+	dir := t.TempDir()
+	const rules = `counters:
+  - {name: card_sum_30m, dimension: card, measure: sum, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
+rules:
+  - {id: split, condition: 'txn.txn_type == "purchase" && velocity.card_sum_30m + txn.amount > 1500', action: decline}
+`
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := risk.New(dir, risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	j, write := settleJournal(t)
+	start := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	// purchase evaluates and journals a purchase of amount as the pipeline does
+	// (the live engine's counters observe it when approved).
+	purchase := func(rrn string, at time.Time, reversedBy string) (*journal.Record, risk.Decision) {
+		var in risk.Input
+		in.Txn = risk.Txn{MTI: "0200", ProcCode: "000000", Type: risk.TxnPurchase, Amount: 1000, Currency: "156", BIN: "476173",
+			CardHash: "card-1", RRN: rrn, Time: at}
+		in.Terminal = risk.Terminal{ID: "T0000001", Kind: "pos", Status: "active"}
+		in.Merchant = risk.Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Status: "active"}
+		d := e.Evaluate(&in)
+		rec := &journal.Record{RRN: rrn, Received: at, MTI: "0200", ProcCode: "000000", Type: "purchase", Currency: "156", Amount: 1000,
+			CardHash: "card-1", RuleSet: d.Version, Facts: in.AppendBinary(nil), RC: "00", DecidedBy: "issuer", ReversedBy: reversedBy}
+		if d.Declined() {
+			rec.RC, rec.DecidedBy, rec.Reason = "05", "risk", d.Reason
+		} else {
+			e.Observe(&in, risk.Outcome{Approved: true, ResponseCode: "00"})
+		}
+		return write(rec), d
+	}
+	first, _ := purchase("000000000001", start, "000000000002")
+	// The reversal as the pipeline journals it: no facts, its original named; the
+	// live engine retracts the original.
+	write(&journal.Record{RRN: "000000000002", Received: start.Add(time.Minute), MTI: "0400", Type: "reversal", Amount: 1000,
+		Currency: "156", OriginalRRN: first.RRN, RC: "00", DecidedBy: "switch"})
+	if orig, err := RiskRecord(first); !err {
+		t.Fatal("the purchase is not replayable")
+	} else {
+		e.Retract(&orig.Input, orig.Outcome, risk.Retraction{Kind: risk.RetractReversal})
+	}
+	second, d := purchase("000000000003", start.Add(2*time.Minute), "")
+	if d.Declined() {
+		t.Fatalf("the live engine declined the card's purchase after its reversed one: %+v", d)
+	}
+	h := History{J: j}
+	rep, err := risk.Backtest(t.Context(), h, e.RuleSet(), risk.BacktestOptions{From: start, To: start.Add(time.Hour), Warmup: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Transactions != 2 || rep.Changed != 0 {
+		t.Errorf("backtest of the rules in force: %d transaction(s), %d changed decision(s), want 2 and 0: %+v", rep.Transactions, rep.Changed, rep.Changes)
+	}
+	x, err := risk.Explain(t.Context(), h, e.RuleSet(), second.RRN, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x.Decision.Declined() {
+		t.Errorf("explain of the purchase after the reversed one: %s by %q; want allow", x.Decision.Action, x.Decision.Rule)
+	}
+	// The reversal itself is still nothing explain explains.
+	if _, err := risk.Explain(t.Context(), h, e.RuleSet(), "000000000002", -1); !errors.Is(err, risk.ErrNotFound) {
+		t.Errorf("explain of the reversal: %v; want it never reached the rules", err)
+	}
+}
