@@ -55,6 +55,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -325,6 +326,25 @@ func errorf(status int, format string, args ...any) error {
 
 func badRequest(format string, args ...any) error {
 	return errorf(http.StatusBadRequest, format, args...)
+}
+
+// enumParam reads the query parameter name of r, a filter that must be empty or
+// "all" (no filter: "" is returned) or one of valid; anything else is a 400 naming
+// the values. Until 7 December 2026 a mistyped status (change list --status pendng)
+// answered an empty list, which a reviewer reads as "nothing pending".
+func enumParam[T ~string](r *http.Request, name string, valid ...T) (T, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" || v == "all" {
+		return "", nil
+	}
+	names := make([]string, len(valid))
+	for i, x := range valid {
+		if string(x) == v {
+			return x, nil
+		}
+		names[i] = string(x)
+	}
+	return "", badRequest("query parameter %s=%q: want %s or all", name, v, strings.Join(names, ", "))
 }
 
 // kindStatus maps a library's four error kinds (not found, invalid, conflict,

@@ -66,6 +66,29 @@ func TestListLimitBounded(t *testing.T) {
 			t.Errorf("GET %s?limit=%d: %d %s, want 200", path, kvjson.MaxLimit, st, body)
 		}
 	}
+	// A filter by a status (or kind) that does not exist is refused, not answered
+	// with an empty list a reviewer would read as "nothing pending"; "all" and each
+	// value that exists are served.
+	for path, good := range map[string][]string{
+		"/api/v1/changes?status=":   {"pending", "approved", "rejected", "cancelled", "expired", "all"},
+		"/api/v1/incidents?status=": {"open", "acknowledged", "resolved", "all"},
+		"/api/v1/alerts?status=":    {"open", "acknowledged", "recovered", "all"},
+		"/api/v1/merchants?status=": {"pending", "active", "frozen", "closed", "all"},
+		"/api/v1/terminals?status=": {"pending", "active", "suspended", "closed", "all"},
+		"/api/v1/terminals?kind=":   {"pos", "mpos", "softpos", "all"},
+		"/api/v1/cases?status=":     {"open", "assigned", "decided"},
+	} {
+		for _, bad := range []string{"pendng", "PENDING", "bogus"} {
+			if st, _ := get(path + bad); st != http.StatusBadRequest {
+				t.Errorf("GET %s%s: %d, want 400", path, bad, st)
+			}
+		}
+		for _, v := range good {
+			if st, body := get(path + v); st != http.StatusOK {
+				t.Errorf("GET %s%s: %d %s, want 200", path, v, st, body)
+			}
+		}
+	}
 }
 
 // A text/csv import over 64 MB is refused whole (413), not cut at 64 MB: cut,

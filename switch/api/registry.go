@@ -161,7 +161,11 @@ func queryTime(r *http.Request, name string) (time.Time, error) {
 
 func (g *registryAPI) listMerchants(r *http.Request, _ admin.Principal) (any, error) {
 	q := r.URL.Query()
-	ms := g.reg.Merchants(registry.MerchantFilter{Status: registry.MerchantStatus(q.Get("status")), Region: q.Get("region"), Tier: q.Get("tier")})
+	status, err := enumParam(r, "status", registry.MerchantPending, registry.MerchantActive, registry.MerchantFrozen, registry.MerchantClosed)
+	if err != nil {
+		return nil, err
+	}
+	ms := g.reg.Merchants(registry.MerchantFilter{Status: status, Region: q.Get("region"), Tier: q.Get("tier")})
 	if ms == nil {
 		ms = []*registry.Merchant{}
 	}
@@ -242,7 +246,15 @@ func (g *registryAPI) listTerminals(r *http.Request, _ admin.Principal) (any, er
 	if err != nil {
 		return nil, err
 	}
-	ts := g.reg.Terminals(registry.TerminalFilter{MerchantID: q.Get("merchant"), Status: registry.TerminalStatus(q.Get("status")), Kind: registry.TerminalKind(q.Get("kind"))})
+	status, err := enumParam(r, "status", registry.TerminalPending, registry.TerminalActive, registry.TerminalSuspended, registry.TerminalClosed)
+	if err != nil {
+		return nil, err
+	}
+	kind, err := enumParam(r, "kind", registry.KindPOS, registry.KindMPOS, registry.KindSoftPOS)
+	if err != nil {
+		return nil, err
+	}
+	ts := g.reg.Terminals(registry.TerminalFilter{MerchantID: q.Get("merchant"), Status: status, Kind: kind})
 	out := make([]registry.TerminalView, 0, len(ts))
 	after := q.Get("after")
 	for _, t := range ts {
@@ -342,7 +354,11 @@ func (g *registryAPI) listChanges(r *http.Request, _ admin.Principal) (any, erro
 		return nil, err
 	}
 	q := r.URL.Query()
-	cs, err := g.reg.Changes(registry.ChangeFilter{Status: registry.ChangeStatus(q.Get("status")), Target: q.Get("target"), Limit: limit})
+	status, err := enumParam(r, "status", registry.ChangePending, registry.ChangeApproved, registry.ChangeRejected, registry.ChangeCancelled, registry.ChangeExpired)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := g.reg.Changes(registry.ChangeFilter{Status: status, Target: q.Get("target"), Limit: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +441,11 @@ func (g *registryAPI) listIncidents(r *http.Request, _ admin.Principal) (any, er
 		return nil, err
 	}
 	q := r.URL.Query()
-	is, err := g.reg.Incidents(registry.IncidentFilter{Status: registry.IncidentStatus(q.Get("status")), TerminalID: q.Get("terminal"),
+	status, err := enumParam(r, "status", registry.IncidentOpen, registry.IncidentAcknowledged, registry.IncidentResolved)
+	if err != nil {
+		return nil, err
+	}
+	is, err := g.reg.Incidents(registry.IncidentFilter{Status: status, TerminalID: q.Get("terminal"),
 		MerchantID: q.Get("merchant"), Reason: registry.Reason(q.Get("reason")), Since: since, Limit: limit})
 	if err != nil {
 		return nil, err
@@ -467,7 +487,11 @@ func (g *registryAPI) listAlerts(r *http.Request, _ admin.Principal) (any, error
 		return nil, err
 	}
 	q := r.URL.Query()
-	as, err := g.reg.Alerts(registry.AlertFilterQuery{Status: registry.AlertStatus(q.Get("status")), RuleID: q.Get("rule"), TerminalID: q.Get("terminal"), Limit: limit})
+	status, err := enumParam(r, "status", registry.AlertOpen, registry.AlertAcknowledged, registry.AlertRecovered)
+	if err != nil {
+		return nil, err
+	}
+	as, err := g.reg.Alerts(registry.AlertFilterQuery{Status: status, RuleID: q.Get("rule"), TerminalID: q.Get("terminal"), Limit: limit})
 	if err != nil {
 		return nil, err
 	}

@@ -87,7 +87,7 @@ default Asia/Shanghai); --json prints the switch's JSON instead, for scripts.
   switchyard terminal activate|suspend|resume|close ID [--reason TEXT]
   switchyard terminal import FILE.csv [--reason TEXT] [--dry-run]
 
-  switchyard change list [--status pending|approved|rejected|cancelled|all] [--target ID]
+  switchyard change list [--status pending|approved|rejected|cancelled|expired|all] [--target ID]
   switchyard change show CHANGE-ID
   switchyard change approve|reject|cancel CHANGE-ID [--note TEXT]
 
