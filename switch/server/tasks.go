@@ -109,6 +109,9 @@ func (s *Server) openTasks(loc *time.Location) error {
 		sum, err := s.ratings.Recompute(ctx, at, nil)
 		return fmt.Sprintf("%d merchants, %d changed", sum.Merchants, len(sum.Changed)), err
 	})
+	for kind, check := range taskParamChecks(s.cfg.Timezone) {
+		ts.CheckParams(kind, check)
+	}
 	ts.Default(sched.Task{Name: "profiles-refresh", Kind: TaskProfilesRefresh, Schedule: s.profiles.schedule()})
 	for i, t := range s.cfg.Tasks {
 		st := sched.Task{Name: t.Name, Kind: t.Kind, Schedule: t.Schedule, TimeZone: t.Timezone, Params: t.Params, Disabled: t.Disabled}
@@ -365,4 +368,79 @@ func (c *clusterNode) claimSlot(ctx context.Context, task string, slot time.Time
 		return false, nil
 	}
 	return false, err
+}
+
+// taskParamChecks returns the check of each task kind's params (sched.CheckParams;
+// docs/tasks.md): the names each kind takes, and the values its run would refuse.
+// A task is refused when it is defined in the configuration or put, not at its
+// first run.
+func taskParamChecks(zone string) map[string]func(map[string]string) error {
+	none := onlyParams()
+	return map[string]func(map[string]string) error{
+		TaskProfilesRefresh: none,
+		TaskOfflineCheck:    none,
+		TaskAppsRefresh:     none,
+		TaskRatings:         none,
+		TaskSettlementFile: func(p map[string]string) error {
+			if err := onlyParams("date", "dir")(p); err != nil {
+				return err
+			}
+			if d := p["date"]; d != "" {
+				loc, err := time.LoadLocation(zone)
+				if err != nil {
+					return err
+				}
+				if _, _, err := DayBounds(d, loc); err != nil {
+					return fmt.Errorf("params.date: %w", err)
+				}
+			}
+			return nil
+		},
+		TaskZoneKeyChange: func(p map[string]string) error {
+			if err := onlyParams("issuer")(p); err != nil {
+				return err
+			}
+			if p["issuer"] == "" {
+				return errors.New("params.issuer: the issuer whose zone PIN key to change")
+			}
+			return nil
+		},
+		TaskKeyRotate: func(p map[string]string) error {
+			if err := onlyParams("keys", "grace")(p); err != nil {
+				return err
+			}
+			if strings.Trim(p["keys"], ", ") == "" {
+				return errors.New("params.keys: the IDs of the keys to rotate, comma-separated")
+			}
+			if g := p["grace"]; g != "" {
+				if d, err := time.ParseDuration(g); err != nil || d < 0 {
+					return fmt.Errorf("params.grace %q: want a duration like 24h", g)
+				}
+			}
+			return nil
+		},
+		TaskJournalRetention: func(p map[string]string) error {
+			if err := onlyParams("days")(p); err != nil {
+				return err
+			}
+			_, err := retentionDays(p)
+			return err
+		},
+	}
+}
+
+// onlyParams returns a check that refuses a parameter not named in names (a
+// misspelt one would be ignored, and its task run without what it was to change).
+func onlyParams(names ...string) func(map[string]string) error {
+	return func(p map[string]string) error {
+		for k := range p {
+			if !slices.Contains(names, k) {
+				if len(names) == 0 {
+					return fmt.Errorf("parameter %q: this kind takes no parameters", k)
+				}
+				return fmt.Errorf("parameter %q: this kind takes %s", k, strings.Join(names, ", "))
+			}
+		}
+		return nil
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/message"
@@ -25,7 +27,7 @@ func TestConfiguredTasks(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	c.Tasks = []config.Task{
 		{Name: "settle", Kind: TaskSettlementFile, Schedule: "15 0 * * *", Params: map[string]string{"dir": out, "date": today}},
-		{Name: "zpk", Kind: TaskZoneKeyChange, Schedule: "@weekly"}, // no issuer: fails
+		{Name: "zpk", Kind: TaskKeyRotate, Schedule: "@weekly", Params: map[string]string{"keys": "nosuch.ZPK"}}, // no such key: fails
 	}
 	logs := &testswitch.SyncBuffer{}
 	s := start(t, c, logs)
@@ -50,7 +52,7 @@ func TestConfiguredTasks(t *testing.T) {
 		t.Fatalf("settlement file: %v\n%s", err, b)
 	}
 	r, err = s.Tasks.RunNow(ctx, "zpk", "test")
-	if err != nil || r.Outcome != sched.OutcomeFailed || !strings.Contains(r.Error, "params.issuer") {
+	if err != nil || r.Outcome != sched.OutcomeFailed || !strings.Contains(r.Error, "nosuch.ZPK") {
 		t.Fatalf("zpk: %+v %v", r, err)
 	}
 	if !strings.Contains(logs.String(), "ALERT: scheduled task failed") {
@@ -60,6 +62,50 @@ func TestConfiguredTasks(t *testing.T) {
 		if v.Name == "zpk" && !v.Failing {
 			t.Fatalf("zpk not shown failing: %+v", v)
 		}
+	}
+}
+
+// TestTaskParamsChecked: a task whose params its kind does not take, or whose run
+// would refuse them, is refused when it is defined (in the configuration: the start;
+// put through the API: the request), naming the task and the parameter, not at its
+// first run (or never, for a misspelt parameter its run ignored).
+func TestTaskParamsChecked(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	for _, c := range []struct {
+		kind   string
+		params map[string]string
+		want   string // "" for a task that is taken
+	}{
+		{TaskSettlementFile, map[string]string{"dir": "/srv/settlement", "date": "2026-12-01"}, ""},
+		{TaskSettlementFile, map[string]string{"date": "2026-13-45"}, `params.date: date "2026-13-45": want YYYY-MM-DD`},
+		{TaskSettlementFile, map[string]string{"dirr": "/srv/settlement"}, `parameter "dirr": this kind takes date, dir`},
+		{TaskZoneKeyChange, map[string]string{"issuer": "cup"}, ""},
+		{TaskZoneKeyChange, nil, "params.issuer"},
+		{TaskKeyRotate, map[string]string{"keys": "a.ZPK, b.ZPK", "grace": "24h"}, ""},
+		{TaskKeyRotate, map[string]string{"keys": " , "}, "params.keys"},
+		{TaskKeyRotate, map[string]string{"keys": "a.ZPK", "grace": "a day"}, `params.grace "a day"`},
+		{TaskJournalRetention, map[string]string{"days": "30"}, ""},
+		{TaskJournalRetention, map[string]string{"days": "3"}, "at least 7"},
+		{TaskJournalRetention, map[string]string{"days": "30", "keep": "x"}, `parameter "keep": this kind takes days`},
+		{TaskProfilesRefresh, nil, ""},
+		{TaskRatings, map[string]string{"merchant": "1"}, `parameter "merchant": this kind takes no parameters`},
+	} {
+		err := s.Tasks.Validate(sched.Task{Name: "t1", Kind: c.kind, Schedule: "@daily", Params: c.params})
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %v: %v; want it taken", c.kind, c.params, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "task t1 ("+c.kind+")")):
+			t.Errorf("%s %v: %v; want an error naming the task and saying %q", c.kind, c.params, err, c.want)
+		}
+	}
+	// In the configuration: the start is refused.
+	c2 := demoConfig(t, t.TempDir())
+	c2.Tasks = []config.Task{{Name: "settle", Kind: TaskSettlementFile, Schedule: "15 0 * * *", Params: map[string]string{"dirr": "x"}}}
+	if s2, err := New(c2, zerolog.Nop(), testDemoIssuer); err == nil {
+		s2.Close()
+		t.Fatal("a settlement task with a misspelt parameter started")
+	} else if !strings.Contains(err.Error(), `parameter "dirr"`) {
+		t.Fatalf("error: %v", err)
 	}
 }
 
