@@ -1,6 +1,7 @@
 package cup
 
 import (
+	"bytes"
 	"context"
 	"crypto/des"
 	"errors"
@@ -242,6 +243,21 @@ func TestMapping(t *testing.T) {
 	// A body that does not decode is an error (the connection closes).
 	if _, err := a.Process(context.Background(), conn, []byte{0x60, 1, 2}); err == nil {
 		t.Error("an undecodable body was answered")
+	}
+	// Nor is a message whose MTI is no request's: its answer's MTI would be another
+	// request's (0210 answered 0220, the refund's) or not BCD at all (0190).
+	f, _ = stranger.Build(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 1})
+	body, _ = f.Encode(stranger.MACOf)
+	at := len(f.TPDU) + len(f.Header) // the MTI, in BCD
+	if !bytes.Equal(body[at:at+2], []byte{0x02, 0x00}) {
+		t.Fatalf("no MTI 0200 at %d of %x", at, body)
+	}
+	for _, mti := range [][2]byte{{0x02, 0x10}, {0x08, 0x10}, {0x01, 0x90}, {0x09, 0x90}} {
+		bad := append([]byte(nil), body...)
+		copy(bad[at:], mti[:])
+		if resp, err := a.Process(context.Background(), conn, bad); err == nil || !strings.Contains(err.Error(), "is not a request") {
+			t.Errorf("MTI %x: answered (%x) or %v; want the connection closed, the message named not a request", mti, resp.Body, err)
+		}
 	}
 }
 
