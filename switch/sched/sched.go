@@ -139,10 +139,10 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	kinds   map[string]Func
-	local   map[string]bool // kinds every node of a cluster runs (RegisterLocal)
+	local   map[string]bool                          // kinds every node of a cluster runs (RegisterLocal)
 	checks  map[string]func(map[string]string) error // CheckParams
-	base    map[string]Task // from the configuration and the code
-	put     map[string]Task // approved through the API (replace base)
+	base    map[string]Task                          // from the configuration and the code
+	put     map[string]Task                          // approved through the API (replace base)
 	running map[string]bool
 	failing map[string]bool
 	wake    chan struct{}
