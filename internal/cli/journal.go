@@ -57,8 +57,13 @@ func runJournal(env *Env, args []string) int {
 	q, err := api.QueryFromValues(func(k string) string {
 		return map[string]string{"tid": *tid, "mid": *mid, "rrn": *rrn, "from": inZone(*from, loc), "to": inZone(*to, loc)}[k]
 	}, time.Now(), loc)
-	if err != nil {
-		return fail(env, "journal: %v", err)
+	if err != nil { // a flag's value: a bad command line
+		fail(env, "journal: %v", err)
+		return kit.ExitUsage
+	}
+	if *limit < 0 {
+		fail(env, "journal: --limit %d: want 0 (all) or more", *limit)
+		return kit.ExitUsage
 	}
 	q.Limit = *limit
 	// With --json each record is written as it arrives, so that an export of a

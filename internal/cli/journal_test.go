@@ -163,3 +163,20 @@ func TestJournalJSONStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalBadFlagsExitUsage: a --from, --to or --limit the command cannot read is
+// a bad command line (exit 2, as the README says), asked of no switch. Until 7
+// December 2026 --from bogus exited 1 and --limit -1 went to the switch.
+func TestJournalBadFlagsExitUsage(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/journal" {
+			t.Errorf("the switch was asked: %s", r.URL)
+		}
+	})
+	for _, args := range [][]string{{"--from", "bogus"}, {"--to", "2026-13-45"}, {"--limit", "-1"}} {
+		code, _, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TIMEZONE": "Asia/Shanghai"}, append([]string{"journal"}, args...)...)
+		if code != 2 || !strings.Contains(errs, args[1]) {
+			t.Errorf("journal %v: exit %d %s; want 2 naming the value", args, code, errs)
+		}
+	}
+}
