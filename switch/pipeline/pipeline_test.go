@@ -911,6 +911,7 @@ func TestRefund(t *testing.T) {
 		{name: "original voided", amount: 400, setup: func(h *harness, orig answer) { h.do(h.void(orig, 1000)) }, rc: "12", reason: "original-already-reversed"},
 		{name: "window passed", amount: 400, setup: func(h *harness, _ answer) { h.clock.Advance(31 * 24 * time.Hour) }, rc: "12", reason: "refund-window-passed"},
 		{name: "more than the original", amount: 1001, rc: "13", reason: "refund-exceeds-original"},
+		{name: "nothing", amount: 0, rc: "13", reason: "invalid-amount"},
 		{name: "another currency", amount: 1000, change: func(tx *termclient.Txn) { tx.Currency = "840" }, rc: "12", reason: "refund-currency-mismatch"},
 		{name: "more than what is left", amount: 700, setup: func(h *harness, orig answer) { h.do(h.refund(orig, 400)) }, rc: "13", reason: "refund-exceeds-original", refunded: 400},
 	}

@@ -616,7 +616,9 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		// Not the original's money: 10,000 cents are not 10,000 fen, and the
 		// ceiling below would compare them as if they were.
 		reason, rc = "refund-currency-mismatch", message.RCInvalidTransaction
-	case r.Amount <= 0 || orig.Refunded+r.Amount > orig.Amount:
+	case r.Amount <= 0: // nothing to refund (it read as exceeding the original)
+		reason, rc = "invalid-amount", message.RCInvalidAmount
+	case orig.Refunded+r.Amount > orig.Amount:
 		reason, rc = "refund-exceeds-original", message.RCInvalidAmount
 	default:
 		reason, rc = p.refundPolicy(t, orig, r.Amount)
