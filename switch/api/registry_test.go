@@ -205,6 +205,13 @@ func TestAPITwoPersonReview(t *testing.T) {
 	if st, _ := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json", `{"colour":"red"}`); st != 400 {
 		t.Errorf("unknown field: %d, want 400", st)
 	}
+	// A second value after the body's JSON is refused, not dropped unread.
+	if st, body := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json", `{"reason":"x"}{"x":1}`); st != 400 || !strings.Contains(body, "more after its JSON value") {
+		t.Errorf("trailing JSON: %d %s, want 400", st, body)
+	}
+	if st, body := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json", "{\"reason\":\"x\"} \n"); strings.Contains(body, "more after") {
+		t.Errorf("a body with a trailing newline: %d %s, want it read", st, body)
+	}
 }
 
 func TestAPITerminalRegisterChangeAndView(t *testing.T) {
