@@ -274,5 +274,9 @@ func ReadJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("request body: %w", err)
 	}
+	// One JSON value: what follows it would be dropped unread.
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("request body: more after its JSON value (at byte %d)", dec.InputOffset())
+	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -36,5 +37,25 @@ func TestHasNameReadsAsOne(t *testing.T) {
 	}
 	if a.HasName("alicia") {
 		t.Error("HasName(alicia) = true, want false")
+	}
+}
+
+// TestReadJSONOneValue: a body is one JSON value; more after it is refused, not
+// dropped unread. Space after it is not more.
+func TestReadJSONOneValue(t *testing.T) {
+	for body, ok := range map[string]bool{
+		`{"a":1}`:         true,
+		"{\"a\":1}\n  \t": true,
+		`{"a":1}{"a":2}`:  false,
+		`{"a":1} x`:       false,
+		`{"a":1}]`:        false,
+		`{"a":1} {"b":2}`: false,
+		`{"b":2}`:         false, // unknown field
+	} {
+		var v struct{ A int }
+		err := ReadJSON(httptest.NewRequest("POST", "/", strings.NewReader(body)), &v)
+		if (err == nil) != ok {
+			t.Errorf("%q: %v; want ok %v", body, err, ok)
+		}
 	}
 }

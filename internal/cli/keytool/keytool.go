@@ -72,7 +72,7 @@ commands:
                                    its LMK, with its check value: the value of
                                    security.card_hash_key_block (no clear key is shown)
 
-types: TMK ZMK TPK ZPK TAK ZAK BDK CVK DEK; algorithms: TDES-2KEY (default),
+types: TMK ZMK TPK ZPK TAK ZAK BDK CVK DEK TDK; algorithms: TDES-2KEY (default),
 TDES-3KEY, AES-128, AES-192, AES-256; MAC algorithms (TAK, ZAK): retail, cmac.
 `
 
@@ -320,7 +320,7 @@ func (t *tool) importKey(args []string) error {
 	if resp.Result == nil {
 		until := ""
 		if !resp.Expires.IsZero() {
-			until = " until " + resp.Expires.In(t.loc).Format(time.DateTime+" MST")
+			until = " until " + resp.Expires.In(t.loc).Format(kit.LocalTimeLayout)
 		}
 		fmt.Fprintf(t.out, "%d of %d components of %s entered (by %s); waiting for %d more custodian(s) on this switch node%s\n",
 			resp.Entered, resp.Of, resp.ID, strings.Join(resp.Custodians, ", "), resp.Of-resp.Entered, until)

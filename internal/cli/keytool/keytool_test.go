@@ -381,7 +381,7 @@ func TestCancelCeremony(t *testing.T) {
 	f := setup(t)
 	c1 := "0123456789ABCDEF0123456789ABCDEF"
 	code, out, errs := f.run(withKCV(c1)+"\n", "import", "--type", "ZMK", "--id", "half.ZMK", "--enter", "1")
-	if code != ExitOK || !strings.Contains(out, "1 of 2 components of half.ZMK entered (by custodian); waiting for 1 more custodian(s) on this switch node until ") || !strings.Contains(out, " CST\n") {
+	if code != ExitOK || !strings.Contains(out, "1 of 2 components of half.ZMK entered (by custodian); waiting for 1 more custodian(s) on this switch node until ") || !strings.Contains(out, " +08:00\n") {
 		t.Fatalf("exit %d: %s %s", code, out, errs)
 	}
 	if code, _, errs := f.run("", "cancel-ceremony", "--id", "half.ZMK"); code != ExitUsage || !strings.Contains(errs, "--reason is required") {
