@@ -135,6 +135,11 @@ func TestMalformed(t *testing.T) {
 		{"0xFF in the PAN", bytes.Replace(good, []byte("4761739001010119"), []byte("47617390010\xff0119"), 1), true},
 		{"0xFF in DE 41", bytes.Replace(good, []byte("T0000001"), []byte("T00\xff0001"), 1), false},
 		{"0xFF in DE 11", bytes.Replace(good, []byte("1121110613000001"), []byte("11211106130\xff0001"), 1), false},
+		// A length prefix wrong within its maximum shifts every later field: moov
+		// reads on until DE 48 fails, and the DE 11 and 41 it read are other bytes
+		// (they were echoed in a 30 the terminal could not match).
+		{"DE 2 prefix 18 for 16 digits", bytes.Replace(good, []byte("164761739001010119"), []byte("184761739001010119"), 1), false},
+		{"DE 2 prefix 14 for 16 digits", bytes.Replace(good, []byte("164761739001010119"), []byte("144761739001010119"), 1), false},
 	}
 	for _, c := range cases {
 		_, err := Decode(c.raw, DialectASCII)
@@ -281,8 +286,13 @@ func TestThirdBitmapRefused(t *testing.T) {
 		if !errors.As(err, &fe) {
 			t.Fatalf("%s: Decode: %v, want a FormatError", d, err)
 		}
-		if !fe.Answerable() {
-			t.Errorf("%s: %v not answerable with 30 (MTI %q STAN %q TID %q)", d, fe, fe.MTI, fe.STAN, fe.TID)
+		// The 30 names the request. In the ASCII dialect moov-io reads the bit as a
+		// field of its own, and every field after it shifted: until 7 December 2026
+		// the 30 echoed other bytes as its DE 11 and DE 41. Now those are read by the
+		// lenient walk, which ends where the message does.
+		if !fe.Answerable() || fe.STAN != "000001" || fe.TID != "T0000001" || fe.Echo[42] != "000000000000001" {
+			t.Errorf("%s: %v answerable %v with STAN %q TID %q DE 42 %q; want a 30 naming 000001, T0000001 and 000000000000001",
+				d, fe, fe.Answerable(), fe.STAN, fe.TID, fe.Echo[42])
 		}
 	}
 }

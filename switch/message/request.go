@@ -169,20 +169,45 @@ func slowError(raw []byte, d Dialect, scanErr error) error {
 		fe.Err = ue.Err
 	}
 	fe.MTI, _ = m.GetMTI()
-	fe.STAN = getString(m, 11)
-	fe.TID = getString(m, 41)
 	if !validMTI(fe.MTI) {
 		fe.MTI = ""
 	}
-	for _, id := range echoed {
-		if v := getString(m, id); v != "" && id != fe.Field {
-			fe.Echo[id] = v
+	if aligned(m) {
+		fe.STAN = getString(m, 11)
+		fe.TID = getString(m, 41)
+		for _, id := range echoed {
+			if v := getString(m, id); v != "" && id != fe.Field {
+				fe.Echo[id] = v
+			}
 		}
 	}
 	if fe.MTI == "" || fe.STAN == "" || fe.TID == "" {
 		readPast(raw, d, fe)
 	}
 	return fe
+}
+
+// aligned says whether the fields moov-io read of a message it could not unpack
+// whole look read at their places: its date and time fields (DE 7 MMDDhhmmss, DE 12
+// hhmmss, DE 13 MMDD, DE 14 YYMM) are dates and times. A length prefix that is wrong
+// but within its field's maximum (DE 2 sent as 18 for 16 digits) shifts every field
+// after it, and moov reads on until a later field fails: the DE 11 and DE 41 it read
+// then are another field's bytes (a shift of digits is a date about once in three
+// hundred). Until 7 December 2026 they were echoed in a 30 the terminal could not
+// match (and the log named no terminal). A prefix wrong after DE 14 (DE 35, before
+// DE 37 and 41) is not caught.
+func aligned(m *iso8583.Message) bool {
+	for _, f := range [...]struct {
+		id     int
+		layout string
+	}{{7, "0102150405"}, {12, "150405"}, {13, "0102"}, {14, "0601"}} {
+		if v := getString(m, f.id); v != "" {
+			if _, err := time.Parse(f.layout, v); err != nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // readPast fills what fe lacks of the MTI, DE 11, DE 41 and the echoed fields from a
