@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/server"
 )
 
 const configUsage = `Usage: switchyard config check --config FILE
@@ -63,6 +64,9 @@ func runConfig(env *Env, args []string) int {
 // secrets (wiped at once) and the TLS files; every problem is reported.
 func checkConfigFiles(env *Env, c *config.Config) error {
 	var errs []error
+	if err := server.CheckTasks(c); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.CheckRulesDir(); err != nil {
 		errs = append(errs, err)
 	} else if err := checkRulesNotEmpty(c); err != nil {

@@ -31,6 +31,17 @@ func TestConfigCheck(t *testing.T) {
 		t.Fatalf("valid file: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
+	// A task's kind and params are checked as the start checks them.
+	tasks := write("tasks.yaml", "demo: true\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {card_hash_key_hex: "+config.DemoCardHashKey+"}\n"+
+		"tasks:\n  - {name: s, kind: settlement.file, schedule: '15 0 * * *', params: {dirr: /srv}}\n"+
+		"  - {name: r, kind: journal.retention, schedule: '@daily', params: {days: '400'}}\n"+
+		"  - {name: x, kind: settlement.fil, schedule: '@daily'}\n", 0o600)
+	code, out, errs = runCLI(t, nil, "config", "check", "--config", tasks)
+	if code != 1 || out != "" || !strings.Contains(errs, `tasks[0]: task s (settlement.file): parameter "dirr": this kind takes date, dir`) ||
+		!strings.Contains(errs, `tasks[2].kind "settlement.fil": want one of`) || strings.Contains(errs, "tasks[1]") {
+		t.Fatalf("bad tasks: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
 	typo := write("typo.yaml", "demo: true\nlisteners: [{addr: 127.0.0.1:0, idle_tmeout: 5m}]\n", 0o600)
 	code, out, errs = runCLI(t, nil, "config", "check", "--config", typo)
 	if code != 1 || out != "" || !strings.Contains(errs, "listeners[0].idle_tmeout: unknown key (line 2): did you mean idle_timeout?") {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/sched"
 )
 
@@ -368,6 +370,25 @@ func (c *clusterNode) claimSlot(ctx context.Context, task string, slot time.Time
 		return false, nil
 	}
 	return false, err
+}
+
+// CheckTasks checks the kind and params of each task of c's tasks: as the start does
+// (sched.Validate), for config check, which starts nothing.
+func CheckTasks(c *config.Config) error {
+	checks := taskParamChecks(c.Timezone)
+	kinds := slices.Sorted(maps.Keys(checks))
+	var errs []error
+	for i, t := range c.Tasks {
+		check, ok := checks[t.Kind]
+		if !ok {
+			errs = append(errs, fmt.Errorf("tasks[%d].kind %q: want one of %s", i, t.Kind, strings.Join(kinds, ", ")))
+			continue
+		}
+		if err := check(t.Params); err != nil {
+			errs = append(errs, fmt.Errorf("tasks[%d]: task %s (%s): %w", i, t.Name, t.Kind, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // taskParamChecks returns the check of each task kind's params (sched.CheckParams;
