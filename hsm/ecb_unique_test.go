@@ -56,7 +56,7 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 			clearBlock = v.Hex(t, "expected")
 		}
 	}
-	tpk := e.form(hsm.KeySpec{ID: "T0000005.TPK", Type: hsm.TPK, Owner: "T0000005"}, tpkHex)
+	tpk := e.form(hsm.KeySpec{ID: "T0000005.TPK", Type: hsm.TPK, Owner: "T0000001"}, tpkHex)
 	tpkECB, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: tpk, ExportSpec: hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 	e.form(hsm.KeySpec{ID: "acq.ZAK", Type: hsm.ZAK, Algorithm: hsm.AES128}, aesHex)
 	aesECB := ecbUnder(t, "9BB091DF6B6162D3947AA46EDCFB312A", aesHex)
 
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000006.TAK", Type: hsm.TAK, Owner: "T0000006"}, KEK: tmk, ECB: takECB}); err != nil {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000006.TAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk, ECB: takECB}); err != nil {
 		t.Fatalf("a new TAK from an ECB form: %v", err)
 	}
 

@@ -289,6 +289,65 @@ func CheckKeyID(id string) error {
 	return nil
 }
 
+// CheckWrap refuses to wrap (export) a key of type t, ID id and owner owner under
+// the KEK kek where the key hierarchy does not allow it. A terminal master key (TMK)
+// is held by its terminal, so it wraps only that terminal's working keys: a TPK, TAK
+// or TDK whose owner (else its ID's part before the first '.') is the TMK's, or
+// starts with it (one TMK for a group of terminals, as the demo fleet's LT.TMK for
+// LT000001 to LT002000). A BDK, a zone key (ZMK, ZPK, ZAK), another TMK, a CVK or a
+// DEK never leaves under a TMK: whoever holds one terminal's TMK would have every
+// DUKPT PIN key, the issuer's PIN key or another terminal's keys. A zone master key
+// wraps any key. A TMK with no owner and no '.' in its ID (hsm serve's, known by its
+// token) is checked by the type alone. Until 7 December 2026 one admin could export the BDK, the ZMK and
+// the issuer's ZPK under any terminal's TMK. The payShield client applies it before
+// it sends A0 or A8, as the software HSM does.
+func CheckWrap(t KeyType, id, owner string, kek KeyRecord) error {
+	if kek.Type != TMK {
+		return nil
+	}
+	switch t {
+	case TPK, TAK, TDK:
+	default:
+		return fmt.Errorf("%w: a %s may not be wrapped under the terminal master key %s: a TMK wraps only its terminal's working keys (TPK, TAK, TDK); a %s leaves under a ZMK or as components",
+			ErrPolicy, t, kek.Ref(), t)
+	}
+	// A TMK the HSM holds without an owner (hsm serve's keys, known only by their
+	// tokens) is checked by the type alone.
+	ko, kk := ownerOf(id, owner), ownerOf(kek.ID, kek.Owner)
+	if kk != "" && !strings.HasPrefix(ko, kk) {
+		return fmt.Errorf("%w: %s of %q may not be wrapped under %s, the terminal master key of %q: a TMK wraps only its own terminal's keys",
+			ErrPolicy, id, ko, kek.Ref(), kk)
+	}
+	return nil
+}
+
+// CheckGenerateWrap is CheckWrap for a key generated as version version of spec and
+// wrapped under kek: a new version is checked with its predecessor's owner too (a
+// new version of another terminal's TAK asked for with this terminal as its owner is
+// still that terminal's key).
+func CheckGenerateWrap(ctx context.Context, store KeyStore, spec KeySpec, version int, kek KeyRecord) error {
+	if err := CheckWrap(spec.Type, spec.ID, spec.Owner, kek); err != nil {
+		return err
+	}
+	if version > 1 && kek.Type == TMK {
+		if prev, err := store.Key(ctx, KeyRef{ID: spec.ID}); err == nil {
+			return CheckWrap(prev.Type, prev.ID, prev.Owner, kek)
+		}
+	}
+	return nil
+}
+
+// ownerOf is a key's owner, else its ID's part before the first '.'.
+func ownerOf(id, owner string) string {
+	if owner != "" {
+		return owner
+	}
+	if i := strings.IndexByte(id, '.'); i > 0 {
+		return id[:i]
+	}
+	return ""
+}
+
 // Profile is the TR-31 header that keys of one type and algorithm carry.
 type Profile struct {
 	Usage         string // TR-31 key usage, e.g. "P0"

@@ -123,7 +123,7 @@ func TestECBImportKeepsKeyTypes(t *testing.T) {
 	// key re-sent, a new version of its own ID. (Not T0000001's demo TPK: the demo
 	// fleet stores that public value under four IDs, and an ECB value is never
 	// stored under a second ID: TestECBImportRefusesAStoredValue.)
-	gen, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000004"},
+	gen, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000001"},
 		Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
 	if err != nil {
 		t.Fatal(err)

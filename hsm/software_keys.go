@@ -132,6 +132,9 @@ func (s *Software) generateKey(ctx context.Context, req GenerateKeyRequest) (Key
 		if err := checkExport(req.Algorithm, prof.Exportability, krec, req.Export.Format); err != nil {
 			return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 		}
+		if err := CheckGenerateWrap(ctx, s.store, req.KeySpec, version, krec); err != nil {
+			return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
 	}
 	key, err := s.randomKey(req.Algorithm)
 	if err != nil {
@@ -459,6 +462,9 @@ func (s *Software) ExportKey(ctx context.Context, req ExportKeyRequest) (string,
 		return "", fmt.Errorf("export key %s: %w: a key may not be exported under itself", rec.Ref(), ErrPolicy)
 	}
 	if err := checkExport(rec.Algorithm, h.Exportability, krec, req.Format); err != nil {
+		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
+	}
+	if err := CheckWrap(rec.Type, rec.ID, rec.Owner, krec); err != nil {
 		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
 	}
 	out, err := s.exportUnder(h, key, rec.KCV, krec, kl, req.Format)

@@ -20,7 +20,7 @@ func TestGenerateExportImport(t *testing.T) {
 	e := newEnv(t, hsm.Options{})
 	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
 	// A new TPK for a terminal, delivered under its TMK in the WP-tag form HEXKEY:KCV.
-	res, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000004"}, Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
+	res, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000001"}, Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +291,54 @@ func TestConcurrentRotationsAllStored(t *testing.T) {
 	}
 	if vs, err := e.store.Versions("T0000004.TAK"); err != nil || len(vs) != n {
 		t.Fatalf("%d versions stored, %v; want %d", len(vs), err, n)
+	}
+}
+
+// TestTMKWrapsOnlyItsTerminalsKeys: a terminal master key is held by its terminal,
+// so a key wrapped under it is that terminal's. Until 7 December 2026 one admin
+// could export the BDK, the ZMK, the issuer's ZPK, another terminal's TMK or MAC key
+// under any terminal's TMK, and unwrap them with the TMK's value. A ZMK still wraps
+// them, and a TMK its own terminal's working keys (the key change's TPK, a group
+// TMK's terminals' keys: LT.TMK for LT000510).
+func TestTMKWrapsOnlyItsTerminalsKeys(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	tmk := hsm.ExportSpec{KEK: hsm.KeyRef{ID: "T0000001.TMK"}, Format: hsm.ExportTR31}
+	zmk := hsm.ExportSpec{KEK: hsm.KeyRef{ID: "demo.ZMK"}, Format: hsm.ExportTR31}
+	for _, id := range []string{"BDK.FFFF9876543210E", "demo.ZMK", "demo.ZPK", "T0000003.TMK", "T0000002.TAK", "T0000003.TPK"} {
+		if _, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: id}, ExportSpec: tmk}); !errors.Is(err, hsm.ErrPolicy) {
+			t.Errorf("%s exported under T0000001.TMK: %v; want ErrPolicy", id, err)
+		}
+	}
+	for _, id := range []string{"BDK.FFFF9876543210E", "demo.ZPK", "T0000003.TMK", "T0000002.TAK"} {
+		if _, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: id}, ExportSpec: zmk}); err != nil {
+			t.Errorf("%s under the ZMK: %v", id, err)
+		}
+	}
+	if _, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "T0000001.TPK"}, ExportSpec: tmk}); err != nil {
+		t.Errorf("the terminal's own TPK under its TMK: %v", err)
+	}
+	gen := func(spec hsm.KeySpec, kek string) error {
+		_, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: spec, Export: &hsm.ExportSpec{KEK: hsm.KeyRef{ID: kek}, Format: hsm.ExportECB}})
+		return err
+	}
+	// A new version of another terminal's MAC key, asked for as this terminal's, is
+	// still that terminal's; a new zone key never leaves under a TMK.
+	if err := gen(hsm.KeySpec{ID: "T0000002.TAK", Type: hsm.TAK, MACAlgorithm: hsm.MACRetail, Owner: "T0000001"}, "T0000001.TMK"); !errors.Is(err, hsm.ErrPolicy) {
+		t.Errorf("a new version of T0000002.TAK under T0000001.TMK: %v; want ErrPolicy", err)
+	}
+	if err := gen(hsm.KeySpec{ID: "T0000001.ZPK", Type: hsm.ZPK, Owner: "T0000001"}, "T0000001.TMK"); !errors.Is(err, hsm.ErrPolicy) {
+		t.Errorf("a ZPK under a TMK: %v; want ErrPolicy", err)
+	}
+	for _, c := range []struct {
+		spec hsm.KeySpec
+		kek  string
+	}{
+		{hsm.KeySpec{ID: "T0000001.TPK", Type: hsm.TPK, Owner: "T0000001"}, "T0000001.TMK"},
+		{hsm.KeySpec{ID: "T0000001.TAK", Type: hsm.TAK, MACAlgorithm: hsm.MACRetail, Owner: "T0000001"}, "T0000001.TMK"},
+		{hsm.KeySpec{ID: "LT000510.TPK", Type: hsm.TPK, Owner: "LT000510"}, "LT.TMK"},
+	} {
+		if err := gen(c.spec, c.kek); err != nil {
+			t.Errorf("%s under %s: %v", c.spec.ID, c.kek, err)
+		}
 	}
 }

@@ -20,7 +20,7 @@ func TestClientECBImportOfAStoredValue(t *testing.T) {
 	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
 	ctx := e.ctx
 	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
-	gen, err := e.client.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TPK", Type: hsm.TPK, Owner: "T0000008"},
+	gen, err := e.client.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TPK8", Type: hsm.TPK, Owner: "T0000001"},
 		Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
 	if err != nil {
 		t.Fatal(err)
@@ -34,11 +34,11 @@ func TestClientECBImportOfAStoredValue(t *testing.T) {
 		m, merr := e.client.GenerateMAC(ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000008.TAK"}, Data: clearBlock})
 		t.Errorf("A6 stored the TPK's ECB form as a TAK: its M6 of the clear PIN block %X is %X (%v), the block enciphered under the TPK: %X",
 			clearBlock, m, merr, tdesECB(t, tpkHex, clearBlock, false))
-	} else if !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "T0000008.TPK") {
-		t.Errorf("A6 of the TPK's ECB form as a TAK: %v, want ErrPolicy naming T0000008.TPK", err)
+	} else if !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "T0000001.TPK8") {
+		t.Errorf("A6 of the TPK's ECB form as a TAK: %v, want ErrPolicy naming T0000001.TPK8", err)
 	}
-	re, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TPK", Type: hsm.TPK, Owner: "T0000008"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
+	re, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TPK8", Type: hsm.TPK, Owner: "T0000008"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
 	if err != nil || re.Ref.Version != 2 || re.KCV != gen.KCV {
-		t.Fatalf("A6 of the TPK's ECB form as a new version of T0000008.TPK: %+v, %v", re, err)
+		t.Fatalf("A6 of the TPK's ECB form as a new version of T0000001.TPK8: %+v, %v", re, err)
 	}
 }

@@ -493,6 +493,9 @@ func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 		if err := hsm.CheckKEKStrength(req.Algorithm, krec, "exported"); err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 		}
+		if err := hsm.CheckGenerateWrap(ctx, c.store, req.KeySpec, version, krec); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
 		sc, err := exportScheme(req.Export.Format)
 		if err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
@@ -782,6 +785,9 @@ func (c *Client) ExportKey(ctx context.Context, req hsm.ExportKeyRequest) (strin
 		return "", fmt.Errorf("export key %s: %w: a key may not be exported under itself", rec.Ref(), hsm.ErrPolicy)
 	}
 	if err := hsm.CheckKEKStrength(rec.Algorithm, krec, "exported"); err != nil {
+		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
+	}
+	if err := hsm.CheckWrap(rec.Type, rec.ID, rec.Owner, krec); err != nil {
 		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
 	}
 	sc, err := exportScheme(req.Format)

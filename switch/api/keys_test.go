@@ -226,7 +226,7 @@ func TestAPIECBImportOfAStoredValue(t *testing.T) {
 	ctx := context.Background()
 	var gen hsm.KeyResult
 	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/generate", keys.GenerateRequest{
-		SpecRequest: keys.SpecRequest{ID: "T0000010.TPK", Type: "TPK", Owner: "T0000010"},
+		SpecRequest: keys.SpecRequest{ID: "T0000010.TPK", Type: "TPK", Owner: "T0000001"},
 		Export:      &keys.ExportTarget{KEK: "T0000001.TMK", Format: "ecb"},
 	}, &gen); err != nil {
 		t.Fatal(err)

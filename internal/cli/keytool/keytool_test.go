@@ -137,7 +137,7 @@ func TestImportBadInput(t *testing.T) {
 
 func TestGenerateListRotateExportVerify(t *testing.T) {
 	f := setup(t)
-	code, out, errs := f.run("", "generate", "--type", "TPK", "--id", "T0000005.TPK", "--owner", "T0000005", "--export-kek", "T0000001.TMK", "--export-format", "ecb")
+	code, out, errs := f.run("", "generate", "--type", "TPK", "--id", "T0000005.TPK", "--owner", "T0000001", "--export-kek", "T0000001.TMK", "--export-format", "ecb")
 	if code != ExitOK || !strings.Contains(out, "stored T0000005.TPK version 1: TPK TDES-2KEY") || !strings.Contains(out, "exported: ") {
 		t.Fatalf("generate: %d %s %s", code, out, errs)
 	}
