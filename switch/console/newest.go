@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/journal"
@@ -42,9 +43,13 @@ func newest(ctx context.Context, j *journal.Store, q journal.Query, n int, keep 
 	end, span := q.To, firstWindow
 	for len(out) < n && end.After(q.From) {
 		w := q
-		w.From, w.To = end.Add(-span), end
-		if w.From.Before(q.From) {
-			w.From = q.From
+		w.From, w.To = q.From, end
+		// end.Sub saturates at the longest Duration; span is never doubled past it
+		// (below). Until 7 December 2026 a range of centuries doubled span past
+		// it: negative, the windows went forward again, read records twice and
+		// never reached q.From, spinning a core until the request's deadline.
+		if span < end.Sub(q.From) {
+			w.From = end.Add(-span)
 		}
 		need, seen := n-len(out), 0
 		err := j.Scan(ctx, w, func(r *journal.Record) bool {
@@ -60,7 +65,10 @@ func newest(ctx context.Context, j *journal.Store, q journal.Query, n int, keep 
 		for i := 0; i < min(seen, need); i++ { // the newest first
 			out = append(out, ring[(seen-1-i)%need])
 		}
-		end, span = w.From, 2*span
+		end = w.From
+		if span < math.MaxInt64/2 {
+			span *= 2
+		}
 	}
 	return out, nil
 }

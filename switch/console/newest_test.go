@@ -66,6 +66,28 @@ func TestNewest(t *testing.T) {
 	if got, _ := newest(context.Background(), j, q, 100, nil); len(got) != 50 || got[49].RRN != "000000000151" {
 		t.Fatalf("span of the last 50 s: %d records", len(got))
 	}
+	// A range of centuries (the console's search, from 0001 or to 3000) reads
+	// every record once, and ends: the doubling windows once overflowed past 292
+	// years and went forward again, until the request's deadline.
+	for _, r := range [][2]time.Time{
+		{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{end.Add(-30 * 24 * time.Hour), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		got, err := newest(ctx, j, journal.Query{From: r[0], To: r[1]}, 250, nil)
+		cancel()
+		seen := map[string]bool{}
+		for _, rec := range got {
+			if seen[rec.RRN] {
+				t.Errorf("%v to %v: %s listed twice", r[0], r[1], rec.RRN)
+			}
+			seen[rec.RRN] = true
+		}
+		if err != nil || len(got) != 200 || got[0].RRN != "000000000200" || got[199].RRN != "000000000001" {
+			t.Errorf("%v to %v: %d records, %v", r[0], r[1], len(got), err)
+		}
+	}
 }
 
 // TestTransactionsPageShowsTheNewest: on a busy day (more than 5000 transactions

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -499,9 +500,26 @@ func owedKey(node, rrn string) []byte { return []byte(prefixOwed + node + "/" + 
 func timeKey(prefix string, at time.Time, rrn string) []byte {
 	k := make([]byte, 0, len(prefix)+8+len(rrn))
 	k = append(k, prefix...)
-	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
+	k = binary.BigEndian.AppendUint64(k, timeOrder(at))
 	return append(k, rrn...)
 }
+
+// timeOrder is at as the time keys order it: its Unix nanoseconds, a time before
+// 1970 as 0 and one past 2262 (beyond int64 nanoseconds) as the last. A query's
+// bound out there (the console searched from 0001-01-01) made a key that sorted
+// wrong (a negative count read as a huge one), and the scan found nothing.
+func timeOrder(at time.Time) uint64 {
+	switch {
+	case at.Before(time.Unix(0, 0)):
+		return 0
+	case at.After(maxNano):
+		return math.MaxInt64
+	}
+	return uint64(at.UnixNano())
+}
+
+// maxNano is the last time Unix nanoseconds hold.
+var maxNano = time.Unix(0, math.MaxInt64)
 
 // ptrTag starts an index value that points into the log (13 bytes, or 22 with the
 // record's delivery mark). Records stored whole in Badger (by earlier versions of the
