@@ -7,6 +7,8 @@ package carddata
 import (
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Luhn reports whether the digits of s pass the Luhn (mod 10) check.
@@ -90,7 +92,68 @@ const (
 // one, so that no reading leaves digits of a PAN in clear. Numbers that fail the
 // Luhn check, shorter or longer runs (amounts, 12-digit RRNs, STANs, dates, phone
 // numbers) and digits inside words (card hashes in hex, IDs) are left as they are.
+//
+// Digits of other scripts count as their ASCII values: a card number typed with a
+// Chinese input method in full-width mode (４７６１…), or in Arabic-Indic digits, is
+// masked too, and the text comes back with its digits in ASCII (until 7 December 2026
+// such a number was left in clear). Full-width spaces and hyphens separate groups
+// as the ASCII ones do.
 func MaskText(s string) (string, int) {
+	if f, ok := foldDigits(s); ok {
+		if m, n := maskText(f); n > 0 {
+			return m, n
+		}
+		return s, 0
+	}
+	return maskText(s)
+}
+
+// foldDigits returns s with its non-ASCII decimal digits (Unicode Nd) as ASCII
+// digits, and full-width spaces and hyphen-minus signs as ASCII ones, and true; or
+// false when s has none of them.
+func foldDigits(s string) (string, bool) {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return "", false
+	}
+	var b strings.Builder
+	changed := false
+	for _, r := range s {
+		switch {
+		case r >= utf8.RuneSelf && unicode.IsDigit(r):
+			b.WriteByte('0' + digitValue(r))
+			changed = true
+		case r == '\u3000': // ideographic space
+			b.WriteByte(' ')
+			changed = true
+		case r == '\uFF0D': // full-width hyphen-minus
+			b.WriteByte('-')
+			changed = true
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), changed
+}
+
+// digitValue is the value of r, a decimal digit (Unicode Nd): Nd digits come in
+// runs that start at a zero (the mathematical digits in five runs of ten back to
+// back).
+func digitValue(r rune) byte {
+	start := r
+	for k := 0; k < 60 && unicode.IsDigit(start-1); k++ {
+		start--
+	}
+	return byte((r - start) % 10)
+}
+
+func maskText(s string) (string, int) {
 	if countDigits(s) < minPAN {
 		return s, 0
 	}

@@ -121,3 +121,22 @@ func TestLike(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskTextOtherDigits: a card number in full-width digits (a Chinese input
+// method in full-width mode) or Arabic-Indic digits is masked, its digits given back
+// in ASCII; text whose other-script digits hold no card number comes back as it was.
+func TestMaskTextOtherDigits(t *testing.T) {
+	for in, want := range map[string]string{
+		"卡号４７６１７３９００１０１０１１９请退款":    "卡号476173******0119请退款",
+		"card ４７６１　７３９０　０１０１　０１１９": "card 476173******0119",
+		"４７６１－７３９０－０１０１－０１１９":      "476173******0119",
+		"٤٧٦١٧٣٩٠٠١٠١٠١١٩":         "476173******0119",
+		"訂單 １２３４５６ 金額 ５０００":        "訂單 １２３４５６ 金額 ５０００", // no card number: unchanged
+		"４７６１７３９００１０１０１１８":         "４７６１７３９００１０１０１１８",  // fails the Luhn check
+	} {
+		got, n := MaskText(in)
+		if got != want || (n > 0) != (got != in) {
+			t.Errorf("MaskText(%q) = %q, %d; want %q", in, got, n, want)
+		}
+	}
+}

@@ -481,27 +481,22 @@ func noteError(field, s string) error {
 }
 
 // wideCardNumber reports whether s holds a card number written in full-width
-// digits (U+FF10-U+FF19, as a Chinese input method types them) that the masking of
-// free text (carddata.MaskText), which reads ASCII digits, would miss: s with its
-// full-width digits, hyphens and ideographic spaces read as ASCII has more card
-// numbers than s.
+// digits (U+FF10-U+FF19, as a Chinese input method types them), or in other
+// non-ASCII digits: s has more card numbers (carddata.MaskText, which reads them as
+// their ASCII values) than s with those digits struck out.
 func wideCardNumber(s string) bool {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r >= 0xFF10 && r <= 0xFF19 }) {
+	wide := func(r rune) bool { return r >= utf8.RuneSelf && unicode.IsDigit(r) }
+	if !strings.ContainsFunc(s, wide) {
 		return false
 	}
-	folded := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 0xFF10 && r <= 0xFF19:
-			return '0' + r - 0xFF10
-		case r == 0xFF0D:
-			return '-'
-		case r == 0x3000:
-			return ' '
+	struck := strings.Map(func(r rune) rune {
+		if wide(r) {
+			return 'x'
 		}
 		return r
 	}, s)
-	_, n := carddata.MaskText(s)
-	_, w := carddata.MaskText(folded)
+	_, n := carddata.MaskText(struck)
+	_, w := carddata.MaskText(s)
 	return w > n
 }
 

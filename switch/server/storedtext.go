@@ -19,7 +19,11 @@ const (
 	// keyMaskedText records, on this node only, that the clean-up ran to its end
 	// (its value: maskedTextRun). A start that finds it skips the clean-up, unless
 	// the registry says an oplog re-chain another node started is not finished.
-	keyMaskedText = "carddata/masked-text"
+	//
+	// Since 7 December 2026 (thirteenth release) carddata.MaskText reads card
+	// numbers in full-width and other non-ASCII digits too: the key is a new one,
+	// so that each data directory runs the clean-up once more and masks those.
+	keyMaskedText = "carddata/masked-text-2"
 	// prefixFlush is a scratch prefix: a key written under it and dropped makes
 	// Badger flush its memtables (DropPrefix), so that Flatten sees the masked
 	// values beside the clear ones they replace and drops the clear ones.
