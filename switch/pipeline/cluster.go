@@ -388,8 +388,13 @@ func (p *Pipeline) oweRecord(t *txn) bool {
 	rec := t.rec
 	rec.Events = slices.Clone(t.rec.Events)
 	note := "journal unavailable: answered 91"
-	if rec.RC != "" {
+	switch {
+	case rec.RC == "" || rec.RC == message.RCIssuerUnavailable && rec.AuthCode == "":
+		// Nothing else decided (it read "answered 91, not 91  (decided by switch)").
+	case rec.AuthCode != "":
 		note = fmt.Sprintf("journal unavailable: answered 91, not %s %s (decided by %s)", rec.RC, rec.AuthCode, rec.DecidedBy)
+	default:
+		note = fmt.Sprintf("journal unavailable: answered 91, not %s (decided by %s)", rec.RC, rec.DecidedBy)
 	}
 	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = message.RCIssuerUnavailable, "", "journal", "journal-unavailable"
 	rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
