@@ -123,6 +123,10 @@ type breaker struct {
 	lastProbe time.Time // when the last probe of this generation went
 	// onChange, if set, is called under the breaker's lock once per state change.
 	onChange func(from, to BreakerState, why string)
+	// clock, if set, makes an open breaker half-open when its period is over
+	// (timer, expire), not only at the next request.
+	clock func() time.Time
+	timer *time.Timer
 }
 
 func newBreaker(cfg BreakerConfig, onChange func(from, to BreakerState, why string)) *breaker {
@@ -143,11 +147,29 @@ func (b *breaker) setState(to BreakerState, now time.Time, why string) {
 	switch to {
 	case BreakerOpen:
 		b.openUntil = now.Add(b.cfg.OpenFor)
+		if b.clock != nil {
+			if b.timer != nil {
+				b.timer.Stop()
+			}
+			b.timer = time.AfterFunc(b.cfg.OpenFor, b.expire)
+		}
 	case BreakerClosed:
 		clear(b.buckets) // a fresh window: nothing from before the outage counts
 	}
 	if b.onChange != nil {
 		b.onChange(from, to, why)
+	}
+}
+
+// expire makes an open breaker whose period is over half-open, as allow would at the
+// next request: while none comes (the issuer's cardholders gone elsewhere, the night)
+// its state, the switchyard_issuer_breaker_state gauge and the critical alert on it
+// said open, for as long. Until 7 December 2026 they did.
+func (b *breaker) expire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now := b.clock(); b.state == BreakerOpen && !now.Before(b.openUntil) {
+		b.setState(BreakerHalfOpen, now, "open period over: probing")
 	}
 }
 

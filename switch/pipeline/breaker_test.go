@@ -180,3 +180,47 @@ func BenchmarkBreakerClosed(b *testing.B) {
 		br.done(tk, outcomeAnswered, now.Add(time.Duration(i)*time.Microsecond))
 	}
 }
+
+// TestBreakerHalfOpenWithoutRequests: an open breaker goes half-open when its period
+// is over, whether or not a request comes, so that the gauge (and the critical alert
+// on it) does not say open for as long as the issuer's cardholders are away. Until 7
+// December 2026 it moved only at the next request.
+func TestBreakerHalfOpenWithoutRequests(t *testing.T) {
+	changes := make(chan BreakerState, 8)
+	b := newBreaker(BreakerConfig{MinRequests: 2, FailureRate: 0.5, OpenFor: 50 * time.Millisecond, Probes: 1},
+		func(_, to BreakerState, _ string) { changes <- to })
+	b.clock = time.Now
+	now := time.Now()
+	for range 2 {
+		tk, ok := b.allow(now)
+		if !ok {
+			t.Fatal("a closed breaker refused a request")
+		}
+		b.done(tk, outcomeTimedOut, now)
+	}
+	want := []BreakerState{BreakerOpen, BreakerHalfOpen}
+	for _, w := range want {
+		select {
+		case got := <-changes:
+			if got != w {
+				t.Fatalf("changed to %s, want %s", got, w)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no change to %s without a request (state %s)", w, b.current(time.Now()))
+		}
+	}
+	// The next request is its probe, as before.
+	if tk, ok := b.allow(time.Now()); !ok || !tk.probe {
+		t.Errorf("after the period: allowed %v, probe %v; want a probe", ok, tk.probe)
+	}
+	// A fake clock behind the period leaves it open (tests drive it by hand).
+	b2 := newBreaker(BreakerConfig{MinRequests: 1, FailureRate: 0.5, OpenFor: time.Millisecond}, nil)
+	fake := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b2.clock = func() time.Time { return fake }
+	tk, _ := b2.allow(fake)
+	b2.done(tk, outcomeTimedOut, fake)
+	b2.expire()
+	if s := b2.current(fake); s != BreakerOpen {
+		t.Errorf("with the clock before the period's end: %s, want open", s)
+	}
+}

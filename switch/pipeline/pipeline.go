@@ -921,6 +921,7 @@ func (p *Pipeline) breaker(issuer string) *breaker {
 		// Warn for every change (rare), so that it shows with transaction lines off.
 		p.log.Warn().Str("issuer", issuer).Str("from", from.String()).Str("to", to.String()).Str("why", why).Msg("issuer circuit breaker " + to.String())
 	})
+	nb.clock = p.now
 	b, loaded := p.breakers.LoadOrStore(issuer, nb)
 	if !loaded {
 		gauge.Set(float64(BreakerClosed))
