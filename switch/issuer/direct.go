@@ -193,6 +193,11 @@ func (c *coalescingWriter) abandon(id string) {
 		c.timedOut = make(map[string][4]byte)
 	}
 	if _, ok := c.timedOut[id]; ok {
+		// A repeat (an advice's 0221 after its 0220 timed out: the same DE 11 and
+		// 37) timed out too: its answer, 0231 or 0230, answers both tries. Until 7
+		// December 2026 the first try's MTI was kept, and a late 0231 was counted
+		// as an answer of the wrong message type.
+		c.timedOut[id] = w.req
 		return
 	}
 	if len(c.timedOutOrder) >= maxTimedOut {

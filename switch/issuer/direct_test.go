@@ -307,3 +307,24 @@ func TestDirectRequestWrittenByItsGoroutine(t *testing.T) {
 		runtime.Gosched()
 	}
 }
+
+// TestRepeatTimedOutLateAnswer: an advice whose 0220 and then its repeat 0221 (the
+// same DE 11 and 37) both timed out takes a late 0231 as the late answer it is, not
+// as an answer of the wrong message type (it kept the first try's MTI, 0220, until 7
+// December 2026), and a late 0230 too.
+func TestRepeatTimedOutLateAnswer(t *testing.T) {
+	for _, late := range []string{"0231", "0230"} {
+		cw := newCoalescingWriter()
+		cw.started, cw.w = true, io.Discard
+		const id = "000001/100000000001"
+		for _, mti := range []string{"0220", "0221"} {
+			if _, err := cw.register(id, [4]byte([]byte(mti)), []byte("advice"), false); err != nil {
+				t.Fatal(err)
+			}
+			cw.abandon(id)
+		}
+		if ok, wrong := cw.wasTimedOut(id, late); !ok {
+			t.Errorf("late %s to the repeated advice: not late (wrong MTI %q)", late, wrong[:])
+		}
+	}
+}
