@@ -516,7 +516,7 @@ func decodeAnswerable(body []byte) (f *Frame, tid, stan string, bad *mapError, e
 		// An answer's MTI (0210, 0810) or none of a request's class (0190): its
 		// answer would be another request's MTI (0220, the refund; 0820) or no MTI
 		// at all. Until 7 December 2026 it was answered so.
-		return nil, "", "", nil, fmt.Errorf("cup: message type %s is not a request: not answered", f.MTI())
+		return nil, "", "", nil, fmt.Errorf("cup: MTI %s is not a request's: not answered", f.MTI())
 	}
 	tid, stan = f.Str(41), f.Str(11)
 	if tid == "" || stan == "" {
