@@ -274,7 +274,13 @@ func ReadJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("request body: %w", err)
 	}
-	// One JSON value: what follows it would be dropped unread.
+	return OneValue(dec)
+}
+
+// OneValue returns an error when dec, which has decoded a request body's JSON value,
+// holds more after it (a second object pasted after the first, the rest of a request
+// cut and joined): that would be dropped unread. Space after it is not more.
+func OneValue(dec *json.Decoder) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("request body: more after its JSON value (at byte %d)", dec.InputOffset())
 	}

@@ -116,10 +116,8 @@ func readBody(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("request body: %v", err)
 	}
-	// One JSON value: what follows it would be dropped unread (a second object
-	// pasted after the first, the rest of a request cut and joined).
-	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("request body: more after its JSON value (at byte %d)", dec.InputOffset())
+	if err := admin.OneValue(dec); err != nil {
+		return WithStatus(http.StatusBadRequest, err)
 	}
 	return nil
 }
