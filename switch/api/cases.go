@@ -55,12 +55,11 @@ func (g *casesAPI) list(r *http.Request, _ admin.Principal) (any, error) {
 		}
 		return []*cases.Case{c}, nil
 	}
-	f := cases.Filter{Status: cases.Status(q.Get("status")), Action: q.Get("action"), AssignedTo: q.Get("assigned_to"), TID: q.Get("tid"), MID: q.Get("mid")}
-	switch f.Status {
-	case "", cases.StatusOpen, cases.StatusAssigned, cases.StatusDecided:
-	default:
-		return nil, badRequest("status %q: want open, assigned or decided", f.Status)
+	status, err := enumParam(r, "status", cases.StatusOpen, cases.StatusAssigned, cases.StatusDecided)
+	if err != nil {
+		return nil, err
 	}
+	f := cases.Filter{Status: status, Action: q.Get("action"), AssignedTo: q.Get("assigned_to"), TID: q.Get("tid"), MID: q.Get("mid")}
 	if q.Get("limit") != "" {
 		n, err := queryLimit(r)
 		if err != nil {

@@ -76,7 +76,7 @@ func TestListLimitBounded(t *testing.T) {
 		"/api/v1/merchants?status=": {"pending", "active", "frozen", "closed", "all"},
 		"/api/v1/terminals?status=": {"pending", "active", "suspended", "closed", "all"},
 		"/api/v1/terminals?kind=":   {"pos", "mpos", "softpos", "all"},
-		"/api/v1/cases?status=":     {"open", "assigned", "decided"},
+		"/api/v1/cases?status=":     {"open", "assigned", "decided", "all"},
 	} {
 		for _, bad := range []string{"pendng", "PENDING", "bogus"} {
 			if st, _ := get(path + bad); st != http.StatusBadRequest {
