@@ -836,11 +836,7 @@ func procDefined(mti, proc string) bool {
 	case "0100":
 		return strings.HasPrefix(proc, "00")
 	case "0200":
-		switch proc {
-		case message.PCPurchase, message.PCVoid, message.PCRefund, message.PCBalance:
-			return true
-		}
-		return false
+		return TxnType(mti, proc) != "other"
 	}
 	return true
 }
