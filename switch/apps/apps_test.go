@@ -272,6 +272,11 @@ func TestAlteredOrUnsignedPackageRefusedAtUpload(t *testing.T) {
 	if _, err := f.m.Upload(alice, unknown, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("unknown key: err %v", err)
 	}
+	// An empty blob, even validly signed, is no package.
+	empty := f.signed("2.1", nil)
+	if _, err := f.m.Upload(alice, empty, bytes.NewReader(nil)); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty package: err %v, want it refused as empty", err)
+	}
 	if ps := f.m.Packages(); len(ps) != 0 {
 		t.Fatalf("refused uploads left packages: %v", ps)
 	}

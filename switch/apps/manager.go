@@ -331,6 +331,11 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 	}
 	defer os.Remove(tmp) // after the rename, a no-op
 	ref := req.Name + "@" + req.Version
+	if size == 0 {
+		// An empty blob is no installable package: a terminal that downloaded it
+		// would fail to install it, or worse, stop at a blank update screen.
+		return nil, invalidf("package %s: the blob received is empty (0 bytes): upload the package file", ref)
+	}
 	if want := strings.ToLower(strings.TrimSpace(req.SHA256)); want != "" && want != sum {
 		m.log.Warn().Str("package", ref).Str("want", want).Str("got", sum).Msg("package upload refused: hash differs")
 		return nil, invalidf("package %s: the blob received has SHA-256 %s, not %s: altered or truncated in transit", ref, sum, want)
