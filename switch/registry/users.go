@@ -455,6 +455,11 @@ func (r *store) DisableUser(p Actor, name string, disable bool) error {
 		if !canManageUsers(p) {
 			return nil, forbiddenf("%s (%s) may not disable users: admin role needed", p.Name, p.Role)
 		}
+		if disable && p.Name == name {
+			// An admin who disabled their own account by a slip could not undo it:
+			// the console would refuse their next request. Another admin must.
+			return nil, forbiddenf("%s may not disable their own account: another admin must", p.Name)
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		u, err := r.readUser(name)

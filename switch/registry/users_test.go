@@ -45,6 +45,9 @@ func TestUsers(t *testing.T) {
 	if err := r.SetPassword(Actor{Name: "zoe", Role: RoleReviewer}, "zoe", "another password"); err != nil {
 		t.Fatalf("zoe sets her own password: %v", err)
 	}
+	if err := r.DisableUser(Actor{Name: "zoe", Role: RoleAdmin}, "zoe", true); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "own account") {
+		t.Fatalf("an admin disables their own account: %v, want ErrForbidden", err)
+	}
 	if err := r.DisableUser(root, "zoe", true); err != nil {
 		t.Fatal(err)
 	}
