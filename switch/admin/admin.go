@@ -4,6 +4,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/actorname"
 )
@@ -267,14 +269,41 @@ func WriteError(w http.ResponseWriter, status int, err error) {
 	WriteJSON(w, status, ErrorBody{Error: err.Error()})
 }
 
-// ReadJSON decodes the request body into v, refusing unknown fields and bodies over 8 MiB.
+// ReadJSON decodes the request body into v, refusing unknown fields, bodies over 8
+// MiB and bodies that are not UTF-8 (ValidUTF8).
 func ReadJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<20))
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("request body: %w", err)
+	}
+	if err := ValidUTF8(raw); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("request body: %w", err)
 	}
 	return OneValue(dec)
+}
+
+// ValidUTF8 returns an error naming the offset of the first byte of raw, a request
+// body, that is not UTF-8. encoding/json would read such a byte in a string as
+// U+FFFD without a word, and a name sent in GBK, say, would be stored as question
+// marks rather than refused.
+func ValidUTF8(raw []byte) error {
+	if utf8.Valid(raw) {
+		return nil
+	}
+	at := 0
+	for at < len(raw) {
+		r, n := utf8.DecodeRune(raw[at:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		at += n
+	}
+	return fmt.Errorf("request body: not UTF-8 (byte 0x%02X at offset %d): send text in UTF-8", raw[at], at)
 }
 
 // OneValue returns an error when dec, which has decoded a request body's JSON value,

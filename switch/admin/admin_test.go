@@ -59,3 +59,16 @@ func TestReadJSONOneValue(t *testing.T) {
 		}
 	}
 }
+
+func TestReadJSONRefusesNonUTF8(t *testing.T) {
+	var v struct{ S string }
+	if err := ReadJSON(httptest.NewRequest("POST", "/", strings.NewReader(`{"s":"北京"}`)), &v); err != nil || v.S != "北京" {
+		t.Fatalf("UTF-8 body: %q, %v", v.S, err)
+	}
+	// 北京 in GBK: encoding/json would read each byte as U+FFFD.
+	gbk := "{\"s\":\"\xb1\xb1\xbe\xa9\"}"
+	err := ReadJSON(httptest.NewRequest("POST", "/", strings.NewReader(gbk)), &v)
+	if err == nil || !strings.Contains(err.Error(), "not UTF-8 (byte 0xB1 at offset 6)") {
+		t.Fatalf("GBK body: %v, want it refused at offset 6", err)
+	}
+}

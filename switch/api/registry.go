@@ -111,6 +111,9 @@ func readBody(r *http.Request, v any) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil
 	}
+	if err := admin.ValidUTF8(raw); err != nil {
+		return WithStatus(http.StatusBadRequest, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

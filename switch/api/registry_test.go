@@ -209,6 +209,10 @@ func TestAPITwoPersonReview(t *testing.T) {
 	if st, body := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json", `{"reason":"x"}{"x":1}`); st != 400 || !strings.Contains(body, "more after its JSON value") {
 		t.Errorf("trailing JSON: %d %s, want 400", st, body)
 	}
+	// A name in GBK is refused, not stored as U+FFFD (encoding/json's reading of it).
+	if st, body := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json", "{\"name\":\"\xb1\xb1\xbe\xa9\",\"reason\":\"x\"}"); st != 400 || !strings.Contains(body, "not UTF-8") {
+		t.Errorf("a name in GBK: %d %s, want 400", st, body)
+	}
 	if st, body := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json", "{\"reason\":\"x\"} \n"); strings.Contains(body, "more after") {
 		t.Errorf("a body with a trailing newline: %d %s, want it read", st, body)
 	}
