@@ -62,6 +62,16 @@ func (l *linter) Visit(node *ast.Node) {
 			}
 			l.report(n.Location(), fmt.Sprintf("unknown counter velocity.%s (%s)", s.Value, declared))
 		}
+	case *ast.BinaryNode:
+		// A division by a constant zero: % panics on every transaction that reaches
+		// it (the rule errors), / gives ±Inf or NaN and the comparison after it a
+		// constant answer. The compiler folds only what is constant on both sides,
+		// so txn.amount % (2 - 2) would pass the check and fail in production.
+		if n.Operator == "/" || n.Operator == "%" {
+			if v, ok := constNumber(n.Right); ok && v == 0 {
+				l.report(n.Right.Location(), fmt.Sprintf("division by zero: the right of %s is a constant 0", n.Operator))
+			}
+		}
 	case *ast.CallNode:
 		id, ok := n.Callee.(*ast.IdentifierNode)
 		if !ok {
@@ -97,4 +107,40 @@ func validHHMM(s string) bool {
 	h, err1 := strconv.Atoi(s[:2])
 	m, err2 := strconv.Atoi(s[3:])
 	return err1 == nil && err2 == nil && h >= 0 && h <= 24 && m >= 0 && m < 60 && (h < 24 || m == 0)
+}
+
+// constNumber returns the value of node when it is a number written with
+// literals, signs and + - * alone (as (2 - 2) or -0.0), and false otherwise.
+func constNumber(node ast.Node) (float64, bool) {
+	switch n := node.(type) {
+	case *ast.IntegerNode:
+		return float64(n.Value), true
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.UnaryNode:
+		v, ok := constNumber(n.Node)
+		switch {
+		case !ok:
+			return 0, false
+		case n.Operator == "-":
+			return -v, true
+		case n.Operator == "+":
+			return v, true
+		}
+	case *ast.BinaryNode:
+		a, okA := constNumber(n.Left)
+		b, okB := constNumber(n.Right)
+		if !okA || !okB {
+			return 0, false
+		}
+		switch n.Operator {
+		case "+":
+			return a + b, true
+		case "-":
+			return a - b, true
+		case "*":
+			return a * b, true
+		}
+	}
+	return 0, false
 }

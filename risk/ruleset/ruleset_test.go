@@ -118,6 +118,14 @@ rules:
         velocity.card_10m > 3
     action: decline
 `, []string{"x.yaml:7:", "unknown counter velocity.card_10m (declared: card_1h)"}},
+		{"remainder by a constant zero", `rules:
+  - id: a
+    condition: txn.amount % (2 - 2) == 1
+    action: decline
+`, []string{"x.yaml:3:", "rule a: condition: division by zero: the right of % is a constant 0"}},
+		{"division by a constant zero", `rules:
+  - {id: a, condition: "txn.amount / -0.0 > 1", action: decline}
+`, []string{"x.yaml:2:", "division by zero: the right of / is a constant 0"}},
 		{"velocity by index", `counters:
   - {name: card_1h, dimension: card, window: 1h}
 rules:
