@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // KeyType is the role of a key. Each type has exactly one purpose, enforced through
@@ -281,10 +282,11 @@ func CheckECBImport(t KeyType) error {
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // CheckKeyID checks that id is 1-64 characters of letters, digits, '.', '_' and '-',
-// starting with a letter or digit.
+// starting with a letter or digit, holding no card number (carddata.InID: key IDs
+// are listed, logged and kept in the key store's audit log as they are).
 func CheckKeyID(id string) error {
-	if !idRE.MatchString(id) {
-		return fmt.Errorf("%w: key ID %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInput, id)
+	if !idRE.MatchString(id) || carddata.InID(id) {
+		return fmt.Errorf("%w: key ID %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, and hold no card number", ErrInput, carddata.MaskID(id))
 	}
 	return nil
 }
@@ -425,8 +427,9 @@ func (s *KeySpec) Normalize() error {
 	} else if s.MACAlgorithm != "" {
 		return fmt.Errorf("%w: a MAC algorithm is only for TAK and ZAK, not %s", ErrInput, s.Type)
 	}
-	if len(s.Owner) > maxOwner || strings.IndexFunc(s.Owner, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
-		return fmt.Errorf("%w: owner %q: want up to %d printable characters (a terminal ID, an issuer ID, a KSN prefix)", ErrInput, s.Owner, maxOwner)
+	if len(s.Owner) > maxOwner || strings.IndexFunc(s.Owner, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 ||
+		s.Type != BDK && carddata.InID(s.Owner) { // a BDK's owner is a KSN prefix, hex
+		return fmt.Errorf("%w: owner %q: want up to %d printable characters (a terminal ID, an issuer ID, a KSN prefix), and no card number", ErrInput, carddata.MaskID(s.Owner), maxOwner)
 	}
 	if s.Type == BDK && s.Owner != "" {
 		if len(s.Owner) > 23 || strings.Trim(strings.ToUpper(s.Owner), "0123456789ABCDEF") != "" {

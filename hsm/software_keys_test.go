@@ -342,3 +342,19 @@ func TestTMKWrapsOnlyItsTerminalsKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyIDAndOwnerHoldNoCardNumber(t *testing.T) {
+	for _, id := range []string{"z4761739001010267", "4761739001010119.TPK"} {
+		err := hsm.CheckKeyID(id)
+		if !errors.Is(err, hsm.ErrInput) || !strings.Contains(err.Error(), "card number") || strings.Contains(err.Error(), "73900101") {
+			t.Errorf("CheckKeyID(%q) = %v, want hsm.ErrInput quoting it masked", id, err)
+		}
+	}
+	if err := hsm.CheckKeyID("LT000001.TPK"); err != nil {
+		t.Errorf("CheckKeyID(LT000001.TPK) = %v", err)
+	}
+	spec := hsm.KeySpec{ID: "k1", Type: hsm.TPK, Owner: "T4761739001010119"}
+	if err := spec.Normalize(); !errors.Is(err, hsm.ErrInput) || !strings.Contains(err.Error(), `owner "T476173******0119"`) {
+		t.Errorf("an owner holding a card number: %v", err)
+	}
+}

@@ -343,3 +343,77 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isWord(c byte) bool {
 	return isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
 }
+
+// InID reports whether s, an identifier (a key ID, a rule's or a task's name, a
+// parameter), holds a run of digits that reads as a card number, wherever it stands:
+// unlike MaskText, digits glued to letters count ("z4761739001010267",
+// "owner4761739001010119x"), since an identifier has no words to tell a hash from a
+// pasted PAN. A run reads as a card number when it passes the Luhn check and has 16
+// to 19 digits, or 13 to 15 with a card scheme's prefix: 4 for 13 digits (Visa), 30,
+// 36 or 38 for 14 (Diners), 34 or 37 for 15 (American Express). Runs of 13 to 15
+// digits without one are left alone: a merchant ID has 15 digits and a timestamp 14,
+// and a tenth of them pass the Luhn check. Digits of other scripts count as their
+// ASCII values.
+func InID(s string) bool {
+	if f, ok := foldDigits(s); ok {
+		s = f
+	}
+	return len(idCards(s)) > 0
+}
+
+// MaskID returns s, an identifier, with each run of digits InID reads as a card
+// number masked to first 6 / last 4, for an error message that quotes it.
+func MaskID(s string) string {
+	if f, ok := foldDigits(s); ok {
+		s = f
+	}
+	runs := idCards(s)
+	if len(runs) == 0 {
+		return s
+	}
+	var b strings.Builder
+	last := 0
+	for _, r := range runs {
+		b.WriteString(s[last:r[0]])
+		b.WriteString(MaskPAN(s[r[0]:r[1]]))
+		last = r[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// idCards returns the start and end of each run of ASCII digits in s that reads as
+// a card number (InID).
+func idCards(s string) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		if run := s[i:j]; cardRun(run) {
+			out = append(out, [2]int{i, j})
+		}
+		i = j
+	}
+	return out
+}
+
+func cardRun(d string) bool {
+	switch n := len(d); {
+	case n < minPAN || n > maxPAN || !Luhn(d):
+		return false
+	case n >= 16:
+		return true
+	case n == 13:
+		return d[0] == '4'
+	case n == 14:
+		return strings.HasPrefix(d, "30") || strings.HasPrefix(d, "36") || strings.HasPrefix(d, "38")
+	default: // 15
+		return strings.HasPrefix(d, "34") || strings.HasPrefix(d, "37")
+	}
+}

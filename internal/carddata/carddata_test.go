@@ -140,3 +140,29 @@ func TestMaskTextOtherDigits(t *testing.T) {
 		}
 	}
 }
+
+func TestInID(t *testing.T) {
+	for s, want := range map[string]string{
+		"z4761739001010267":        "z476173******0267", // glued to a letter, MaskText's blind spot
+		"4761739001010119":         "476173******0119",
+		"key-4761739001010119.TPK": "key-476173******0119.TPK",
+		"a378282246310005b":        "a378282*****0005b", // American Express, 15 digits
+		"x30569309025904":          "x305693****5904",   // Diners, 14
+		"４７６１７３９００１０１０１１９": "476173******0119", // full-width
+		"4761739001010118":         "", // fails the Luhn check
+		"merchant-102310048990014": "", // 15 digits passing Luhn, no scheme's prefix: a merchant ID
+		"rotate-20261207173901":    "", // a timestamp
+		"T0000001.TMK":             "",
+		"9f2c41d0aa17e3b5c0ffee01": "",
+		"":                         "",
+	} {
+		if got := InID(s); got != (want != "") {
+			t.Errorf("InID(%q) = %v, want %v", s, got, want != "")
+		}
+		if want != "" {
+			if got := MaskID(s); got != want {
+				t.Errorf("MaskID(%q) = %q, want %q", s, got, want)
+			}
+		}
+	}
+}

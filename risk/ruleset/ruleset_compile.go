@@ -15,6 +15,7 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/parser"
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 	"go.yaml.in/yaml/v3"
 )
@@ -353,8 +354,8 @@ func (c *compiler) compileThresholds(pf *parsedFile, seen map[string]string) *Th
 	if t.ID == "" {
 		t.ID = "score:" + base
 	}
-	if !idPattern.MatchString(t.ID) {
-		c.errorf(pf.name, line, "thresholds id %q: want letters, digits and _ . : - (at most 64)", t.ID)
+	if !idPattern.MatchString(t.ID) || carddata.InID(t.ID) {
+		c.errorf(pf.name, line, "thresholds id %q: want letters, digits and _ . : - (at most 64), and no card number", carddata.MaskID(t.ID))
 	}
 	if prev, dup := seen[t.ID]; dup {
 		c.errorf(pf.name, line, "thresholds id %s is used twice (first at %s)", t.ID, prev)
@@ -373,8 +374,8 @@ func (c *compiler) compileThresholds(pf *parsedFile, seen map[string]string) *Th
 	}
 	if t.Reason == "" {
 		t.Reason = t.ID
-	} else if !reasonPattern.MatchString(t.Reason) {
-		c.errorf(pf.name, line, "thresholds: reason %q: want letters, digits and _ . : / - (at most 64), no spaces", t.Reason)
+	} else if !reasonPattern.MatchString(t.Reason) || carddata.InID(t.Reason) {
+		c.errorf(pf.name, line, "thresholds: reason %q: want letters, digits and _ . : / - (at most 64), no spaces, no card number", carddata.MaskID(t.Reason))
 	}
 	switch t.Mode {
 	case "":
@@ -399,8 +400,9 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	case d.ID == "":
 		c.errorf(pf.name, line, "rule #%d: id missing", i+1)
 		what = fmt.Sprintf("rule #%d", i+1)
-	case !idPattern.MatchString(d.ID):
-		c.errorf(pf.name, line, "rule id %q: want letters, digits and _ . : - (at most 64)", d.ID)
+	case !idPattern.MatchString(d.ID) || carddata.InID(d.ID):
+		// A rule's id is a metric label and is journaled with every hit.
+		c.errorf(pf.name, line, "rule id %q: want letters, digits and _ . : - (at most 64), and no card number", carddata.MaskID(d.ID))
 	default:
 		if prev, dup := seen[d.ID]; dup {
 			c.errorf(pf.name, line, "rule id %s is used twice (first at %s)", d.ID, prev)
@@ -424,8 +426,8 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	}
 	if r.Reason == "" {
 		r.Reason = r.ID
-	} else if !reasonPattern.MatchString(r.Reason) {
-		c.errorf(pf.name, keyLine(node, "reason"), "%s: reason %q: want letters, digits and _ . : / - (at most 64), no spaces: it goes to DE 48 RS", what, r.Reason)
+	} else if !reasonPattern.MatchString(r.Reason) || carddata.InID(r.Reason) {
+		c.errorf(pf.name, keyLine(node, "reason"), "%s: reason %q: want letters, digits and _ . : / - (at most 64), no spaces, no card number: it goes to DE 48 RS and the journal", what, carddata.MaskID(r.Reason))
 	}
 	switch r.Mode {
 	case "":

@@ -118,6 +118,12 @@ rules:
         velocity.card_10m > 3
     action: decline
 `, []string{"x.yaml:7:", "unknown counter velocity.card_10m (declared: card_1h)"}},
+		{"card number in an id", `rules:
+  - {id: "r4761739001010267", condition: "txn.amount > 1", action: decline}
+`, []string{"x.yaml:2:", `rule id "r476173******0267": want letters, digits and _ . : - (at most 64), and no card number`}},
+		{"card number as reason", `rules:
+  - {id: a, condition: "txn.amount > 1", action: decline, reason: "4761739001010267"}
+`, []string{"x.yaml:2:", `rule a: reason "476173******0267"`}},
 		{"remainder by a constant zero", `rules:
   - id: a
     condition: txn.amount % (2 - 2) == 1

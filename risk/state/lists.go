@@ -109,7 +109,10 @@ func (e *ListEntry) Normalize() error {
 	if !ValidListKind(e.Kind) {
 		return fmt.Errorf("list kind %q: want bin, card, terminal, merchant or country", e.Kind)
 	}
-	if e.Kind != KindMerchant && carddata.Like(e.Value) {
+	// A merchant ID has 15 digits, as some card numbers do: for kind merchant only
+	// runs that read as a card number (carddata.InID) are refused, such as a PAN
+	// of 16 digits (until 7 December 2026 kind merchant took any value).
+	if e.Kind != KindMerchant && carddata.Like(e.Value) || e.Kind == KindMerchant && carddata.InID(e.Value) {
 		return fmt.Errorf("list value for kind %s looks like a card number: give the card hash, never a PAN", e.Kind)
 	}
 	ok := false

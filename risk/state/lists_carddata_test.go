@@ -36,11 +36,16 @@ func TestListsRefuseCardDataInAnyForm(t *testing.T) {
 		{List: "deny", Kind: "card", Value: "4761739001010119=2912101"},            // track 2, discretionary data cut
 		{List: "deny", Kind: "card", Value: "476173-9001010119"},                   // one dash
 		{List: "deny", Kind: "card", Value: "5500-0000-0000-0004-" + "extra-note"}, // a PAN inside a longer value
+		{List: "deny", Kind: "merchant", Value: pan},                               // 16 digits: no merchant ID
 	}
 	for _, e := range bad {
 		if _, err := l.Add("alice", e); err == nil {
 			t.Errorf("card data accepted as a %s list value: %.6s... (%d characters)", e.Kind, e.Value, len(e.Value))
 		}
+	}
+	// A merchant ID of 15 digits passing the Luhn check is still taken.
+	if _, err := l.Add("alice", ListEntry{List: "deny", Kind: "merchant", Value: "102310048990014"}); err != nil {
+		t.Fatalf("a merchant ID refused: %v", err)
 	}
 	// A real card hash (32 hex digits, as CardHash gives) is still taken.
 	if _, err := l.Add("alice", ListEntry{List: "deny", Kind: "card", Value: "0123456789012345abcdef0123456789"}); err != nil {

@@ -272,6 +272,13 @@ func TestAlteredOrUnsignedPackageRefusedAtUpload(t *testing.T) {
 	if _, err := f.m.Upload(alice, unknown, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("unknown key: err %v", err)
 	}
+	// A package name holding a card number, glued to letters or not, is refused,
+	// quoted masked.
+	carded := f.signed("2.0", data)
+	carded.Name = "pay4761739001010119"
+	if _, err := f.m.Upload(alice, carded, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), `"pay476173******0119"`) {
+		t.Fatalf("a name holding a card number: err %v", err)
+	}
 	// An empty blob, even validly signed, is no package.
 	empty := f.signed("2.1", nil)
 	if _, err := f.m.Upload(alice, empty, bytes.NewReader(nil)); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "empty") {

@@ -23,6 +23,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -552,7 +553,7 @@ func (m *Manager) checkKey(c *registry.Change) (registry.ChangeEffect, error) {
 	}
 	k := kp.SigningKey
 	if !validName(k.ID) {
-		return registry.ChangeEffect{}, invalidf("app-signing key ID %q: want 1 to 64 letters, digits, '-', '_' or '.'", k.ID)
+		return registry.ChangeEffect{}, invalidf("app-signing key ID %q: want 1 to 64 letters, digits, '-', '_' or '.', and no card number", carddata.MaskID(k.ID))
 	}
 	var err error
 	if _, k.Algorithm, err = parsePublicKey(k.PublicKey); err != nil {
@@ -584,7 +585,7 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 	r := pp.PublishRequest
 	switch {
 	case !validName(r.Group):
-		return registry.ChangeEffect{}, invalidf("rollout group %q: want 1 to 64 letters, digits, '-', '_' or '.'", r.Group)
+		return registry.ChangeEffect{}, invalidf("rollout group %q: want 1 to 64 letters, digits, '-', '_' or '.', and no card number", carddata.MaskID(r.Group))
 	case c.Target != r.Group:
 		return registry.ChangeEffect{}, invalidf("%s: target %q is not the group %q", c.Op, c.Target, r.Group)
 	case r.Target.Percent < 0 || r.Target.Percent > 100:

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -134,7 +135,7 @@ type UploadRequest struct {
 }
 
 func validName(s string) bool {
-	if s == "" || len(s) > 64 {
+	if s == "" || len(s) > 64 || carddata.InID(s) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -154,7 +155,7 @@ func validVersion(v string) bool {
 func (u *UploadRequest) validate() error {
 	switch {
 	case !validName(u.Name):
-		return invalidf("package name %q: want 1 to 64 letters, digits, '-', '_' or '.'", u.Name)
+		return invalidf("package name %q: want 1 to 64 letters, digits, '-', '_' or '.', and no card number", carddata.MaskID(u.Name))
 	case !validVersion(u.Version):
 		return invalidf("package %s: version %q: want a dotted numeric version like 2.10.3", u.Name, u.Version)
 	case u.KeyID == "":
@@ -164,7 +165,7 @@ func (u *UploadRequest) validate() error {
 	}
 	for _, m := range u.Models {
 		if !validName(m) {
-			return invalidf("package %s@%s: model %q: want an identifier", u.Name, u.Version, m)
+			return invalidf("package %s@%s: model %q: want an identifier, with no card number", u.Name, u.Version, carddata.MaskID(m))
 		}
 	}
 	for _, k := range u.Kinds {

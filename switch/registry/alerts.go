@@ -13,6 +13,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/internal/kvjson"
 )
 
@@ -62,7 +63,7 @@ type AlertRule struct {
 // CLI's flag), never for a zero given on purpose.
 func (ar *AlertRule) Validate() error {
 	if !isIdent(ar.ID, 64) {
-		return invalidf("alert rule ID %q: want 1 to 64 letters, digits, '-', '_' or '.'", ar.ID)
+		return invalidf("alert rule ID %q: want 1 to 64 letters, digits, '-', '_' or '.', and no card number", carddata.MaskID(ar.ID))
 	}
 	if ar.Threshold < Duration(time.Minute) {
 		return invalidf("alert rule %s: threshold %v: want at least 1m (leave it out for the default, %v)", ar.ID, time.Duration(ar.Threshold), DefaultOfflineThreshold)

@@ -524,7 +524,9 @@ func isIdent(s string, max int) bool {
 			return false
 		}
 	}
-	return true
+	// An identifier is shown, logged and kept in the oplog as it is: a card number
+	// pasted into one, even glued to letters, would be stored in clear.
+	return !carddata.InID(s)
 }
 
 // ValidMerchantID reports whether id can be a merchant ID: DE 42, 15 letters or digits.
@@ -551,16 +553,16 @@ func (m *Merchant) Validate() error {
 	case len(m.MCC) != 4 || !isDigits(m.MCC):
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
 	case !isIdent(m.Region, 32):
-		return invalidf("merchant %s: region %q: want 1 to 32 letters, digits, '-', '_' or '.'", m.ID, m.Region)
+		return invalidf("merchant %s: region %q: want 1 to 32 letters, digits, '-', '_' or '.', and no card number", m.ID, carddata.MaskID(m.Region))
 	case wideCardNumber(m.Name):
 		return invalidf("merchant %s: name: holds a card number written in full-width digits; "+
 			"a card number has no place in a merchant's name", m.ID)
 	case m.Group != "" && !isIdent(m.Group, 32):
-		return invalidf("merchant %s: group %q: want 1 to 32 letters, digits, '-', '_' or '.', or none", m.ID, m.Group)
+		return invalidf("merchant %s: group %q: want 1 to 32 letters, digits, '-', '_' or '.' and no card number, or none", m.ID, carddata.MaskID(m.Group))
 	case m.Currency != "" && !currency.Payable(m.Currency):
 		return invalidf("merchant %s: %v, or none for any currency", m.ID, currency.CheckPayable(m.Currency))
 	case !isIdent(m.Tier, 32):
-		return invalidf("merchant %s: tier %q: want an identifier such as micro, standard or enterprise", m.ID, m.Tier)
+		return invalidf("merchant %s: tier %q: want an identifier such as micro, standard or enterprise", m.ID, carddata.MaskID(m.Tier))
 	case m.Rating != RatingLow && m.Rating != RatingMedium && m.Rating != RatingHigh:
 		return invalidf("merchant %s: rating %q: want low, medium or high", m.ID, m.Rating)
 	case m.Limits.PerTransaction < 0 || m.Limits.Daily < 0 || m.Limits.Monthly < 0 || m.Limits.DailyCount < 0:
@@ -586,7 +588,7 @@ func (t *Terminal) Validate() error {
 	case !t.MissingPolicy.Valid():
 		return invalidf("terminal %s: missing-identity policy %q: want decline or flag", t.ID, t.MissingPolicy)
 	case t.Model != "" && !isIdent(t.Model, 32):
-		return invalidf("terminal %s: model %q: want 1 to 32 letters, digits, '-', '_' or '.'", t.ID, t.Model)
+		return invalidf("terminal %s: model %q: want 1 to 32 letters, digits, '-', '_' or '.', and no card number", t.ID, carddata.MaskID(t.Model))
 	}
 	b := t.Binding
 	if b.DeviceSerial != "" && (len(b.DeviceSerial) > 64 || !isPrintable(b.DeviceSerial)) {

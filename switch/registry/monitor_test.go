@@ -213,6 +213,11 @@ func TestAlertRuleValidation(t *testing.T) {
 			t.Errorf("PutAlertRule(%+v): err = %v, want ErrInvalid", bad, err)
 		}
 	}
+	// A card number in the ID, even glued to letters, is refused, and quoted masked.
+	_, err = f.reg.PutAlertRule(alice, AlertRule{ID: "z4761739001010267", Threshold: Duration(time.Hour)})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"z476173******0267"`) {
+		t.Errorf("an ID holding a card number: %v, want ErrInvalid quoting it masked", err)
+	}
 	if _, err := f.reg.PutAlertRule(bob, AlertRule{ID: "y"}); !errors.Is(err, ErrForbidden) {
 		t.Errorf("reviewer editing rules: %v", err)
 	}

@@ -370,6 +370,7 @@ func (r *store) checkNewUser(p Actor, name, role string) error {
 	}
 	if !ValidUserName(name) {
 		shown, _ := carddata.MaskText(name) // the error reaches the API's answer and the logs
+		shown = carddata.MaskID(shown)
 		return invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name) or a name that reads as it, and no card number", shown, SystemActor)
 	}
 	if !validRole(role) {

@@ -53,6 +53,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -312,15 +313,21 @@ func (s *Scheduler) poke() {
 // bidi or invisible character (registry.NoteProblem).
 func (s *Scheduler) Validate(t Task) error {
 	if t.Name == "" || len(t.Name) > 64 || strings.ContainsAny(t.Name, "/ \t\n") {
-		return fmt.Errorf("task name %q: want 1 to 64 characters without '/' or spaces", t.Name)
+		return fmt.Errorf("task name %q: want 1 to 64 characters without '/' or spaces", carddata.MaskID(maskedText(t.Name)))
 	}
 	if pr := registry.NoteProblem(t.Name); pr != "" || strings.ContainsRune(t.Name, '\r') {
 		return fmt.Errorf("task name %q: %s: want 1 to 64 characters without '/', spaces, control, bidi or invisible characters",
-			t.Name, cmp.Or(pr, "a carriage return"))
+			carddata.MaskID(maskedText(t.Name)), cmp.Or(pr, "a carriage return"))
+	}
+	if carddata.InID(t.Name) {
+		return fmt.Errorf("task name %q: holds a card number: a task's name and parameters are shown, logged and kept as they are", carddata.MaskID(t.Name))
 	}
 	for k, v := range t.Params {
 		if pr := cmp.Or(registry.NoteProblem(k), registry.NoteProblem(v)); pr != "" {
 			return fmt.Errorf("task %s: parameter %q: %s; parameters take any script, not characters that reorder or hide text", t.Name, k, pr)
+		}
+		if _, n := carddata.MaskText(v); n > 0 || carddata.InID(k) || carddata.InID(v) {
+			return fmt.Errorf("task %s: parameter %q: holds a card number (%s): a task's name and parameters are shown, logged and kept as they are", t.Name, carddata.MaskID(k), carddata.MaskID(maskedText(v)))
 		}
 	}
 	s.mu.Lock()
@@ -471,4 +478,9 @@ func (s *Scheduler) recoverInterrupted() error {
 		s.fail(r)
 	}
 	return nil
+}
+
+func maskedText(s string) string {
+	m, _ := carddata.MaskText(s)
+	return m
 }

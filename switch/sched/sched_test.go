@@ -249,9 +249,18 @@ func TestBadDefinitionsRefused(t *testing.T) {
 		{Task{Name: "nightly\u202e", Kind: "k", Schedule: "@daily"}, "U+202E"},
 		{Task{Name: "night\u200bly", Kind: "k", Schedule: "@daily"}, "U+200B"},
 		{Task{Name: "a", Kind: "k", Schedule: "@daily", Params: map[string]string{"path": "/tmp/\u2066x"}}, `parameter "path": character U+2066`},
+		// Card numbers, glued to letters or not, in a name or a parameter: the
+		// error quotes them masked.
+		{Task{Name: "z4761739001010267", Kind: "k", Schedule: "@daily"}, `task name "z476173******0267": holds a card number`},
+		{Task{Name: "a", Kind: "k", Schedule: "@daily", Params: map[string]string{"note": "card 4761 7390 0101 0119"}}, `parameter "note": holds a card number (card 476173******0119)`},
+		{Task{Name: "a", Kind: "k", Schedule: "@daily", Params: map[string]string{"dir": "/srv/x4761739001010119"}}, `(/srv/x476173******0119)`},
 	} {
-		if err := s.Define(tc.t); err == nil || !strings.Contains(err.Error(), tc.want) {
+		err := s.Define(tc.t)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want an error about %s", tc.t, err, tc.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), "4761739001010") || strings.Contains(err.Error(), "4761 7390 0101 0119")) {
+			t.Errorf("the error quotes a card number in clear: %v", err)
 		}
 	}
 }
