@@ -129,11 +129,17 @@ func foldDigits(s string) (string, bool) {
 		case r >= utf8.RuneSelf && unicode.IsDigit(r):
 			b.WriteByte('0' + digitValue(r))
 			changed = true
-		case r == '\u3000': // ideographic space
+		case unicode.Is(unicode.Zs, r) || r == '\u3000': // no-break, thin, ideographic... spaces
 			b.WriteByte(' ')
 			changed = true
-		case r == '\uFF0D': // full-width hyphen-minus
+		case unicode.Is(unicode.Pd, r) || r == '\u2212' || r == '\uFF0D': // hyphens, dashes, minus, full-width hyphen-minus
 			b.WriteByte('-')
+			changed = true
+		case r == '\uFF0E' || r == '\u3002' || r == '\u00B7' || r == '\u30FB': // full-width and ideographic full stops, middle dots
+			b.WriteByte('.')
+			changed = true
+		case r == '\uFF0F': // full-width solidus
+			b.WriteByte('/')
 			changed = true
 		default:
 			b.WriteRune(r)
@@ -212,24 +218,34 @@ func maskText(s string) (string, int) {
 type group struct{ start, end int }
 
 // groups reads the digit groups from s[i] (a digit) on: runs of digits joined by
-// one separator, a space or a dash, the same between every two groups.
+// separators, one to three of space, tab, '-', '.', '/' and '_' ("4761 7390 0101
+// 0119", "4761.7390.0101.0119", "4761 - 7390 - 0101 - 0119"). The kinds may mix
+// ("4761 7390-0101 0119"): until 7 December 2026 one kind per number, a single
+// space or dash, was read, and the rest left in clear.
 func groups(s string, i int) []group {
 	var gs []group
-	var sep byte
 	for {
 		j := i
 		for j < len(s) && isDigit(s[j]) {
 			j++
 		}
 		gs = append(gs, group{i, j})
-		if j+1 >= len(s) || (s[j] != ' ' && s[j] != '-') || !isDigit(s[j+1]) {
+		k := j
+		for k < len(s) && k-j < maxSep && isSep(s[k]) {
+			k++
+		}
+		if k == j || k >= len(s) || !isDigit(s[k]) {
 			return gs
 		}
-		if sep != 0 && s[j] != sep {
-			return gs
-		}
-		sep, i = s[j], j+1
+		i = k
 	}
+}
+
+// maxSep is the most separator characters between two groups of a card number.
+const maxSep = 3
+
+func isSep(c byte) bool {
+	return c == ' ' || c == '\t' || c == '-' || c == '.' || c == '/' || c == '_'
 }
 
 // found is one card number in s: s[start:end] goes; its digits are those of groups
@@ -312,18 +328,31 @@ func trackEnd(s string, end int, whole, track1 bool) (int, bool) {
 	return 0, false
 }
 
-// track1Start reports whether the digits at s[i] follow "%B", the start of track 1.
+// track1Start reports whether the digits at s[i] follow "%B", the start of track 1,
+// or a 'B' that starts a word (track 1 copied without its start sentinel).
 func track1Start(s string, i int) bool {
-	return i >= 2 && s[i-1] == 'B' && s[i-2] == '%'
+	return track1Lead(s, i) > 0
 }
 
-// g0start is where a card number whose digits start at i begins: the "%B" of
-// track 1 goes with it.
-func g0start(s string, i int) int {
-	if track1Start(s, i) {
-		return i - 2
+// track1Lead is the length of the track 1 start before the digits at s[i]: 2 for
+// "%B", 1 for a 'B' at the start of s or after a character that is no letter,
+// digit or '_', 0 otherwise.
+func track1Lead(s string, i int) int {
+	switch {
+	case i < 1 || s[i-1] != 'B':
+		return 0
+	case i >= 2 && s[i-2] == '%':
+		return 2
+	case i == 1 || !isWord(s[i-2]):
+		return 1
 	}
-	return i
+	return 0
+}
+
+// g0start is where a card number whose digits start at i begins: the "%B" (or
+// "B") of track 1 goes with it.
+func g0start(s string, i int) int {
+	return i - track1Lead(s, i)
 }
 
 func countDigits(s string) int {
@@ -352,8 +381,8 @@ func isWord(c byte) bool {
 // to 19 digits, or 13 to 15 with a card scheme's prefix: 4 for 13 digits (Visa), 30,
 // 36 or 38 for 14 (Diners), 34 or 37 for 15 (American Express). Runs of 13 to 15
 // digits without one are left alone: a merchant ID has 15 digits and a timestamp 14,
-// and a tenth of them pass the Luhn check. Digits of other scripts count as their
-// ASCII values.
+// and a tenth of them pass the Luhn check. Nor do runs starting with 89, a SIM's
+// ICCID. Digits of other scripts count as their ASCII values.
 func InID(s string) bool {
 	if f, ok := foldDigits(s); ok {
 		s = f
@@ -405,7 +434,9 @@ func idCards(s string) [][2]int {
 
 func cardRun(d string) bool {
 	switch n := len(d); {
-	case n < minPAN || n > maxPAN || !Luhn(d):
+	case n < minPAN || n > maxPAN || !Luhn(d) || strings.HasPrefix(d, "89"):
+		// 89 is telecommunications (ISO/IEC 7812's major industry identifier 8):
+		// a SIM's ICCID, 19 digits passing the check, and no payment card.
 		return false
 	case n >= 16:
 		return true

@@ -47,8 +47,17 @@ func TestMaskText(t *testing.T) {
 		{"date time", "2026-05-01 12:30:00", "2026-05-01 12:30:00", 0},
 		{"phone failing luhn", "call +49 170 1234 5679", "call +49 170 1234 5679", 0},
 		{"short groups", "47 61 73 90 01 01 01 19", "47 61 73 90 01 01 01 19", 0},
-		{"double space", "4761  7390  0101  0119", "4761  7390  0101  0119", 0},
-		{"mixed separators", "4761-7390 0101-0119", "4761-7390 0101-0119", 0},
+		// Since 7 December 2026: up to three separators of any of space, tab, '-',
+		// '.', '/' and '_', mixed (before, one kind, one character).
+		{"double space", "4761  7390  0101  0119", "476173******0119", 1},
+		{"mixed separators", "4761-7390 0101-0119", "476173******0119", 1},
+		{"dots", "card 4761.7390.0101.0119.", "card 476173******0119.", 1},
+		{"spaced dashes", "4761 - 7390 - 0101 - 0119", "476173******0119", 1},
+		{"tabs, slashes, underscores", "4761\t7390/0101_0119", "476173******0119", 1},
+		{"four separators", "4761    7390    0101    0119", "4761    7390    0101    0119", 0},
+		{"track 1 without its sentinel", "B4761739001010119^DOE/J^2912101", "476173******0119", 1},
+		{"a word ending in B", "JOB4761739001010119", "JOB4761739001010119", 0},
+		{"an IP address and a date", "10.1.200.3 2026.12.07", "10.1.200.3 2026.12.07", 0},
 		{"hex hash", "hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0},
 		{"digits glued to letters", "id4761739001010119", "id4761739001010119", 0},
 		{"digits then letters", "4761739001010119abc", "4761739001010119abc", 0},
@@ -125,6 +134,20 @@ func TestLike(t *testing.T) {
 // TestMaskTextOtherDigits: a card number in full-width digits (a Chinese input
 // method in full-width mode) or Arabic-Indic digits is masked, its digits given back
 // in ASCII; text whose other-script digits hold no card number comes back as it was.
+func TestMaskTextOtherSeparators(t *testing.T) {
+	for _, in := range []string{
+		"4761\u00a07390\u00a00101\u00a00119", // no-break spaces
+		"4761\u20137390\u20130101\u20130119", // en dashes
+		"4761\u20117390\u20110101\u20110119", // non-breaking hyphens
+		"4761\uff0e7390\uff0e0101\uff0e0119", // full-width full stops
+		"4761\u202f7390\u202f0101\u202f0119", // narrow no-break spaces
+	} {
+		if got, n := MaskText(in); n != 1 || got != "476173******0119" {
+			t.Errorf("MaskText(%q) = %q, %d; want it masked", in, got, n)
+		}
+	}
+}
+
 func TestMaskTextOtherDigits(t *testing.T) {
 	for in, want := range map[string]string{
 		"卡号４７６１７３９００１０１０１１９请退款":    "卡号476173******0119请退款",
@@ -153,6 +176,7 @@ func TestInID(t *testing.T) {
 		"merchant-102310048990014": "", // 15 digits passing Luhn, no scheme's prefix: a merchant ID
 		"rotate-20261207173901":    "", // a timestamp
 		"T0000001.TMK":             "",
+		"8986001234567890120":      "", // an ICCID: 19 digits passing the Luhn check
 		"9f2c41d0aa17e3b5c0ffee01": "",
 		"":                         "",
 	} {
