@@ -23,7 +23,10 @@ const (
 	// Since 7 December 2026 (thirteenth release) carddata.MaskText reads card
 	// numbers in full-width and other non-ASCII digits too: the key is a new one,
 	// so that each data directory runs the clean-up once more and masks those.
-	keyMaskedText = "carddata/masked-text-2"
+	// Since the fourteenth release (same day) it reads more separators (dots,
+	// slashes, mixed or repeated ones, Unicode spaces and dashes) and track 1
+	// without its '%': a third key, a third clean-up.
+	keyMaskedText = "carddata/masked-text-3"
 	// prefixFlush is a scratch prefix: a key written under it and dropped makes
 	// Badger flush its memtables (DropPrefix), so that Flatten sees the masked
 	// values beside the clear ones they replace and drops the clear ones.
