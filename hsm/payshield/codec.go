@@ -304,6 +304,17 @@ func (f *Fields) End() {
 	}
 }
 
+// tokenShape describes a key token refused for its scheme by its first character
+// and its length only: the rest may be a clear key a host sent where a token
+// belongs, which must not reach a log or an error (until 7 December 2026 its
+// first 16 characters did).
+func tokenShape(tok string) string {
+	if tok == "" {
+		return "an empty token"
+	}
+	return fmt.Sprintf("%q and %d characters more", tok[:1], len(tok)-1)
+}
+
 func clip(s string) string {
 	if len(s) > 16 {
 		return s[:16] + "..."

@@ -113,7 +113,7 @@ func kekType(flag string) hsm.KeyType {
 // algorithm macAlg for a TAK/ZAK; empty: the default of its length).
 func (v *variantLMK) record(tok string, t hsm.KeyType, macAlg hsm.MACAlgorithm) (hsm.KeyRecord, error) {
 	if !isVariantToken(tok) {
-		return hsm.KeyRecord{}, fmt.Errorf("%w: key scheme %q: this hsm serve holds a variant LMK and takes U, X, T and Y tokens", errScheme, clip(tok))
+		return hsm.KeyRecord{}, fmt.Errorf("%w: key scheme of %s: this hsm serve holds a variant LMK and takes U, X, T and Y tokens", errScheme, tokenShape(tok))
 	}
 	cacheKey := tok + "|" + string(t) + "|" + string(macAlg)
 	v.mu.Lock()

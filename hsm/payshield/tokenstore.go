@@ -100,7 +100,7 @@ func (r *records) record(tok string) (hsm.KeyRecord, error) {
 		return rec, nil
 	}
 	if len(tok) < 2 || tok[0] != 'S' {
-		return rec, fmt.Errorf("%w: key scheme %q: hsm serve holds a key-block LMK and takes S tokens only", errScheme, clip(tok))
+		return rec, fmt.Errorf("%w: key scheme of %s: hsm serve holds a key-block LMK and takes S tokens only", errScheme, tokenShape(tok))
 	}
 	block := tok[1:]
 	h, key, err := tr31.Unwrap(r.lmk, block)

@@ -391,8 +391,12 @@ func InID(s string) bool {
 }
 
 // MaskID returns s, an identifier, with each run of digits InID reads as a card
-// number masked to first 6 / last 4, for an error message that quotes it.
+// number masked to first 6 / last 4, for an error message that quotes it. It
+// returns s itself when there is none.
 func MaskID(s string) string {
+	if len(s) < minPAN {
+		return s
+	}
 	if f, ok := foldDigits(s); ok {
 		s = f
 	}
@@ -447,4 +451,25 @@ func cardRun(d string) bool {
 	default: // 15
 		return strings.HasPrefix(d, "34") || strings.HasPrefix(d, "37")
 	}
+}
+
+// MaskField returns s, a value a terminal or a person wrote (a label, an app
+// version, a note) that is stored or shown, with its card numbers masked: those
+// MaskText finds, and those glued to letters that MaskID finds. It returns s
+// itself, without allocating, when s has too few digits to hold one.
+func MaskField(s string) string {
+	if countDigits(s) < minPAN && isASCII(s) {
+		return s
+	}
+	m, _ := MaskText(s)
+	return MaskID(m)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }

@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/actorname"
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // Role is what an authenticated caller of the admin API may do.
@@ -264,9 +265,12 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError writes err as a JSON error answer with the given status.
+// WriteError writes err as a JSON error answer with the given status, with the
+// card numbers it quotes masked: an error may quote what the request held (an
+// ID in the path that was a pasted PAN), and the answer reaches logs and
+// screens.
 func WriteError(w http.ResponseWriter, status int, err error) {
-	WriteJSON(w, status, ErrorBody{Error: err.Error()})
+	WriteJSON(w, status, ErrorBody{Error: carddata.MaskField(err.Error())})
 }
 
 // ReadJSON decodes the request body into v, refusing unknown fields, bodies over 8

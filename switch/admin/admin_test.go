@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -70,5 +71,13 @@ func TestReadJSONRefusesNonUTF8(t *testing.T) {
 	err := ReadJSON(httptest.NewRequest("POST", "/", strings.NewReader(gbk)), &v)
 	if err == nil || !strings.Contains(err.Error(), "not UTF-8 (byte 0xB1 at offset 6)") {
 		t.Fatalf("GBK body: %v, want it refused at offset 6", err)
+	}
+}
+
+func TestWriteErrorMasksCardNumbers(t *testing.T) {
+	w := httptest.NewRecorder()
+	WriteError(w, 404, errors.New("journal: no such record: RRN 4761734000000120"))
+	if body := w.Body.String(); strings.Contains(body, "4761734000000120") || !strings.Contains(body, "476173******0120") {
+		t.Errorf("error answer %s: want the card number masked", body)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/saf"
@@ -268,7 +269,7 @@ func (g journalAPI) query(r *http.Request, _ admin.Principal) (any, error) {
 		enc := json.NewEncoder(w)
 		err := g.j.Scan(r.Context(), q, func(rec *journal.Record) bool { return enc.Encode(rec) == nil })
 		if err != nil {
-			_ = enc.Encode(admin.ErrorBody{Error: err.Error()})
+			_ = enc.Encode(admin.ErrorBody{Error: carddata.MaskField(err.Error())})
 		}
 	}), nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // DE 48 private TLV tags of the terminal interface.
@@ -160,11 +162,33 @@ func ParseTLV(s string) (TLV, error) {
 			if t.Has&bit != 0 {
 				return t, fmt.Errorf("DE 48: tag %q given twice (offset %d)", tag, i)
 			}
-			*dst, t.Has = v, t.Has|bit
+			*dst, t.Has = maskTag(bit, v), t.Has|bit
 		}
 		i += 5 + n
 	}
 	return t, nil
+}
+
+// maskTag returns v, the value of a tag, with the card numbers it holds masked
+// (first 6 / last 4) when the tag is one the switch stores or shows: the device's
+// identity (DI, SI, IM), which the journal's rule facts, the binding notes and the
+// incidents keep, and the free text (LB, RS, AV, AN, IF, GL, CL). The terminal
+// writes these: whoever reaches a listener can put a PAN or track data in them,
+// which would be stored in clear (until 7 December 2026 it was). The identity tags
+// are masked only where a run of digits reads as a card number (carddata.MaskID),
+// so that an IMEI (15 digits passing the Luhn check) or an ICCID stays as it is;
+// the free text as notes are (carddata.MaskField). A masked value matches no
+// binding: the registry refuses card numbers in identities. Keys, KSNs, tokens,
+// totals and payment codes are not stored as they come and are left alone. v is
+// returned as it is, without allocating, when it holds no card number.
+func maskTag(bit TagSet, v string) string {
+	switch bit {
+	case HasDevice, HasSIM, HasIMEI:
+		return carddata.MaskID(v)
+	case HasLabel, HasReason, HasAppVersion, HasAppName, HasIntegrity, HasGeo, HasCell:
+		return carddata.MaskField(v)
+	}
+	return v
 }
 
 // TLVValue returns the value of tag in a DE 48 value, for the tags the switch writes

@@ -53,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/internal/retryafter"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
@@ -833,6 +834,10 @@ func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error 
 func (b *Outbox) checkEndpoint(merchant, rawURL, secret string) error {
 	if rawURL == "" {
 		return nil
+	}
+	if carddata.MaskField(rawURL) != rawURL {
+		// The URL is shown to the reviewer and kept in the change and the oplog.
+		return fmt.Errorf("webhook URL %q: %w: holds a card number", carddata.MaskField(rawURL), ErrInvalid)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -132,6 +132,10 @@ func TestSetEndpointRefusesBadWebhooks(t *testing.T) {
 			t.Errorf("%s accepted", c.url)
 		}
 	}
+	err = b.SetEndpoint("M1", "https://hooks.example/4761738000000071", "0123456789abcdef", "op", "")
+	if err == nil || !strings.Contains(err.Error(), "holds a card number") || strings.Contains(err.Error(), "4761738000000071") {
+		t.Errorf("a URL holding a card number: %v, want it refused, quoted masked", err)
+	}
 }
 
 // TestWebhooksShared: in a cluster a webhook registered on one node is known to the

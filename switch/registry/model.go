@@ -592,7 +592,17 @@ func (t *Terminal) Validate() error {
 	}
 	b := t.Binding
 	if b.DeviceSerial != "" && (len(b.DeviceSerial) > 64 || !isPrintable(b.DeviceSerial)) {
-		return invalidf("terminal %s: device serial %q: want up to 64 printable characters", t.ID, b.DeviceSerial)
+		return invalidf("terminal %s: device serial %q: want up to 64 printable characters", t.ID, carddata.MaskID(b.DeviceSerial))
+	}
+	// A binding is shown and journaled as it is, and the switch masks a card
+	// number a terminal sends in its identity tags (message.ParseTLV): a bound
+	// value that read as one could never match, and would be stored in clear.
+	// (carddata.InID: an IMEI, 15 digits passing the Luhn check, and an ICCID
+	// do not read as one.)
+	for _, f := range [][2]string{{"device serial", b.DeviceSerial}, {"SIM ICCID", b.ICCID}, {"IMEI", b.IMEI}} {
+		if carddata.InID(f[1]) {
+			return invalidf("terminal %s: %s %q holds a card number: a device's identity never does", t.ID, f[0], carddata.MaskID(f[1]))
+		}
 	}
 	if t.Kind == KindSoftPOS && b.DeviceSerial == "" {
 		return invalidf("terminal %s: %s", t.ID, errSoftPOSUnbound)

@@ -313,3 +313,26 @@ func TestMetrics(t *testing.T) {
 		t.Error("second registration of the metrics: no error")
 	}
 }
+
+// A terminal's bound identity holding a card number is refused (the switch masks
+// one a terminal sends, so it could never match), quoted masked; an IMEI and an
+// ICCID, which pass the Luhn check, are not taken for one.
+func TestBindingHoldsNoCardNumber(t *testing.T) {
+	for _, b := range []Binding{
+		{DeviceSerial: "4761738000000014"},
+		{DeviceSerial: "SN4761738000000014"},
+		{DeviceSerial: "SN-1", IMEI: "4761738000000014"},
+		{DeviceSerial: "SN-1", ICCID: "4761739001010119005"},
+	} {
+		tm := Terminal{ID: "TY000001", MerchantID: "000000000000001", Kind: KindPOS, Status: TerminalActive, MissingPolicy: PolicyDecline, Binding: b}
+		err := tm.Validate()
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "holds a card number") || strings.Contains(err.Error(), "738000000014") {
+			t.Errorf("binding %+v: %v, want ErrInvalid quoting it masked", b, err)
+		}
+	}
+	ok := Terminal{ID: "TY000001", MerchantID: "000000000000001", Kind: KindPOS, Status: TerminalActive, MissingPolicy: PolicyDecline,
+		Binding: Binding{DeviceSerial: "SN-1", IMEI: "352099001761481", ICCID: "8986001234567890120"}}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("an IMEI and an ICCID passing the Luhn check: %v", err)
+	}
+}

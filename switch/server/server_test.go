@@ -460,6 +460,22 @@ func TestNoClearPAN(t *testing.T) {
 		raw.writeFrame(b[:len(b)-2]) // truncated: a 30 with the PAN in the partial message
 		raw.read()
 	}
+	// Card numbers and track data the terminal puts in DE 48's tags, which the
+	// journal's facts, the binding notes and the incidents keep: masked at the
+	// decoding (until 7 December 2026 they were stored in clear).
+	inTags := []string{"4761737000000016", "4761732000003029", "4761736000000034", "4761732000003045", "4761732000003060"}
+	pans = append(pans, inTags...)
+	tagged := purchase("4761739001010119", 1500)
+	tagged.TLV = [][2]string{{"DI", inTags[1]}, {"SI", inTags[3]}, {"IM", inTags[4]}, {"AV", inTags[2]}, {"LB", "scenario " + inTags[0]}}
+	send(t, c, message.DialectASCII, tagged) // 59: not the bound device; an incident
+	lt := loadPurchase(2, "4761739001010119", 1600)
+	lt.TLV = [][2]string{{"DI", "x" + inTags[1] + "=2912101"}, {"AV", inTags[2]}, {"IF", "root," + inTags[0]}, {"LB", inTags[0]}}
+	if r := send(t, c, message.DialectASCII, lt); r.RC != "00" {
+		t.Fatalf("a load terminal's purchase with card numbers in DE 48: RC %s, want 00", r.RC)
+	}
+	unknown := purchase("4761739001010010", 1700)
+	unknown.TID, unknown.TLV = "QQ000077", [][2]string{{"LB", inTags[0]}, {"DI", inTags[1]}}
+	send(t, c, message.DialectASCII, unknown)
 	c.Close()
 	if err := s.Drain(); err != nil {
 		t.Fatal(err)
