@@ -2,7 +2,6 @@ package ruleset
 
 import (
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/parser"
 )
 
 // mono is how an expression's value moves as one counter's value grows, the
@@ -62,7 +61,7 @@ func monotone(src string, rs *RuleSet, mask uint64) (inc, dec uint64) {
 	if mask == 0 {
 		return 0, 0
 	}
-	tree, err := parser.Parse(src)
+	tree, err := parseExpr(src)
 	if err != nil {
 		return 0, 0
 	}

@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 	"github.com/switchyard/switchyard/risk/state"
 	"go.yaml.in/yaml/v3"
@@ -93,7 +92,7 @@ func requiresApproval(where string) bool {
 	if !strings.Contains(where, "outcome.approved") {
 		return false
 	}
-	tree, err := parser.Parse(where)
+	tree, err := parseExpr(where)
 	if err != nil {
 		return false
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/parser"
 	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 	"go.yaml.in/yaml/v3"
@@ -536,7 +535,7 @@ func (c *compiler) lintConstant(pf *parsedFile, node *yaml.Node, r *Rule, what s
 	if b, ok := r.prog.Node().(*ast.BoolNode); ok {
 		value = b.Value
 	} else {
-		tree, err := parser.Parse(r.Condition)
+		tree, err := parseExpr(r.Condition)
 		if err != nil {
 			return
 		}
@@ -614,7 +613,7 @@ func readsVelocity(src string) bool {
 	if !strings.Contains(src, "velocity") {
 		return false
 	}
-	tree, err := parser.Parse(src)
+	tree, err := parseExpr(src)
 	if err != nil {
 		return false
 	}

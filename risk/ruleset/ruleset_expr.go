@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -94,6 +95,10 @@ func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, li
 		}
 		fl, fc := exprPos(node, lines, line, col)
 		problems = append(problems, Problem{File: fileName, Line: fl, Column: fc, Message: what + ": " + msg})
+	}
+	if msg, at := exprBounds(src); msg != "" {
+		report(file.Location{From: utf8.RuneCountInString(src[:at])}, msg)
+		return nil, 0, problems
 	}
 	tree, err := parser.Parse(src)
 	if err != nil {
@@ -199,7 +204,7 @@ func (p *velocityPatcher) Visit(node *ast.Node) {
 
 // refsOf lists the environment paths an expression reads, like "txn.amount".
 func refsOf(src string) []string {
-	tree, err := parser.Parse(src)
+	tree, err := parseExpr(src)
 	if err != nil {
 		return nil
 	}
