@@ -170,3 +170,29 @@ rules:
 		t.Errorf("warnings:\n%s\nwant exactly the four above", all)
 	}
 }
+
+// A condition that reads nothing of the transaction and fails when run fails on
+// every transaction: with on_error decline it declined every purchase, and
+// `rules check --strict` said OK. It is refused whatever its on_error and mode.
+// A condition that reads the input through $env is not constant.
+func TestConstantConditionThatFailsRefused(t *testing.T) {
+	got := problems(t, map[string]string{"a.yaml": `
+rules:
+  - {id: f1, condition: 'int("abc") > 0', action: decline, on_error: decline}
+  - {id: f2, condition: 'int("abc") > 0', action: alert, mode: shadow}
+  - {id: f3, condition: '[1, 2][5] == 1', action: review, on_error: review}
+  - {id: ok, condition: '$env.txn.amount / $env.merchant.single_limit > 2', action: review, tests: [{expect: miss}]}
+`})
+	for _, want := range []string{
+		`a.yaml:3: rule f1: condition "int(\"abc\") > 0" reads nothing of the transaction and fails on every transaction: invalid operation: int(abc)` + "\n",
+		`a.yaml:4: rule f2: condition "int(\"abc\") > 0" reads nothing of the transaction and fails on every transaction: invalid operation: int(abc)` + "\n",
+		`a.yaml:5: rule f3: condition "[1, 2][5] == 1" reads nothing of the transaction and fails on every transaction: index out of range`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems:\n%s\nwant %q", got, want)
+		}
+	}
+	if strings.Contains(got, "rule ok") {
+		t.Errorf("problems:\n%s\nwant none for rule ok", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 	"go.yaml.in/yaml/v3"
@@ -529,9 +530,12 @@ func (c *compiler) onError(pf *parsedFile, node *yaml.Node, what, v, miss string
 // lintConstant reports a condition that reads nothing that changes per
 // transaction (the compiler folded it to true or false). An enforced decline
 // that is always true would decline every transaction: that is refused; the
-// rest is a warning.
+// rest is a warning. One that fails when run fails on every transaction: that
+// is refused whatever its on_error (with review or decline it would review or
+// decline every transaction, with miss it never hits).
 func (c *compiler) lintConstant(pf *parsedFile, node *yaml.Node, r *Rule, what string) {
 	var value bool
+	line := keyLine(node, "condition")
 	if b, ok := r.prog.Node().(*ast.BoolNode); ok {
 		value = b.Value
 	} else {
@@ -546,11 +550,18 @@ func (c *compiler) lintConstant(pf *parsedFile, node *yaml.Node, r *Rule, what s
 		}
 		out, err := expr.Run(r.prog, Input{})
 		if err != nil {
+			// Until 7 December 2026 this was let through: int("abc") > 0 with
+			// on_error: decline declined every transaction.
+			msg := err.Error()
+			if fe := (*file.Error)(nil); errors.As(err, &fe) {
+				msg = fe.Message // without the snippet: the condition is quoted
+			}
+			c.errorf(pf.name, line, "%s: condition %q reads nothing of the transaction and fails on every transaction: %s",
+				what, r.Condition, cleanExprMessage(msg))
 			return
 		}
 		value, _ = out.(bool)
 	}
-	line := keyLine(node, "condition")
 	switch {
 	case !value:
 		c.warnf(pf.name, line, "%s: condition %q is always false: the rule never hits", what, r.Condition)
@@ -562,14 +573,14 @@ func (c *compiler) lintConstant(pf *parsedFile, node *yaml.Node, r *Rule, what s
 }
 
 // inputReader finds whether an expression reads anything that changes per
-// transaction: a name of the environment, or in_list.
+// transaction: a name of the environment ($env, the whole of it, too), or in_list.
 type inputReader struct{ reads bool }
 
 // Visit implements ast.Visitor.
 func (v *inputReader) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
-		if envRoots[n.Value] || n.Value == "in_list" {
+		if envRoots[n.Value] || n.Value == "in_list" || n.Value == "$env" {
 			v.reads = true
 		}
 	case *ast.CallNode:
