@@ -3,6 +3,7 @@ package ruleset
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -251,10 +252,10 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 			d.Hits = make([]Hit, 0, 4)
 		}
 		d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: r.Action, Mode: r.Mode, Score: score, Reason: r.Reason, ResponseCode: r.ResponseCode})
-		fileAll += score
+		fileAll = addScores(fileAll, score)
 		if r.Mode == ModeEnforce {
-			fileEnforced += score
-			d.Score += score
+			fileEnforced = addScores(fileEnforced, score)
+			d.Score = addScores(d.Score, score)
 			if best < 0 || r.Action.Rank() > d.Hits[best].Action.Rank() {
 				best = len(d.Hits) - 1
 			}
@@ -278,14 +279,26 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 // (best) when it is the strongest enforced one: decideBox's own code for a hit,
 // for the rare hit of a score in doubt (the usual one keeps it inline).
 func addScore(d *Decision, r *Rule, a Action, score int, fileEnforced, fileAll, best *int) {
-	*fileAll += score
+	*fileAll = addScores(*fileAll, score)
 	if r.Mode == ModeEnforce {
-		*fileEnforced += score
-		d.Score += score
+		*fileEnforced = addScores(*fileEnforced, score)
+		d.Score = addScores(d.Score, score)
 		if *best < 0 || a.Rank() > d.Hits[*best].Action.Rank() {
 			*best = len(d.Hits) - 1
 		}
 	}
+}
+
+// addScores is the sum of two scores, neither negative (a negative score counts
+// as 0), held at math.MaxInt where it would overflow: until 7 December 2026 a
+// score of 9223372036854775800 and one of 70 wrapped to a negative sum and hid
+// the file's decline threshold. A compare and an add: it is on the
+// transaction's path.
+func addScores(a, b int) int {
+	if s := a + b; s >= a {
+		return s
+	}
+	return math.MaxInt
 }
 
 // doubtError tells whether what the store lost could change the result (hit)

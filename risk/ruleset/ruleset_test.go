@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,6 +307,37 @@ rules:
 	}
 	if h, ok := d.Hit("score:s"); !ok || h.Mode != ModeShadow || h.Action != ActionDecline || h.Score != 120 {
 		t.Errorf("shadow score hit: %+v %v", h, ok)
+	}
+}
+
+// A file's sum of scores saturates instead of wrapping around: a huge score (a
+// constant, or an expression of the amount) and another must still cross the
+// decline threshold, enforced or shadow, and the decision's score stays the
+// largest int rather than turning negative.
+func TestScoreSumSaturates(t *testing.T) {
+	rs, err := Load(writeRules(t, map[string]string{"s.yaml": `
+thresholds: {decline: 60}
+rules:
+  - {id: a, condition: "txn.amount > 100", action: alert, score: 9223372036854775800}
+  - {id: b, condition: "txn.amount > 100", action: alert, score: 70}
+`, "t.yaml": `
+thresholds: {decline: 60}
+rules:
+  - {id: c, condition: "txn.amount > 100", action: alert, score: "txn.amount * 46116860184273879", mode: shadow}
+  - {id: d, condition: "txn.amount > 100", action: alert, score: 70, mode: shadow}
+`}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rs.evaluate(purchase(200), nil, nil, nil)
+	if d.Action != ActionDecline || d.Rule != "score:s" || d.Score != math.MaxInt {
+		t.Errorf("enforced: %s score %d, want decline by score:s at %d", d.Summary(), d.Score, math.MaxInt)
+	}
+	if h, ok := d.Hit("score:s"); !ok || h.Score != math.MaxInt {
+		t.Errorf("score:s hit %+v %v", h, ok)
+	}
+	if h, ok := d.Hit("score:t"); !ok || h.Mode != ModeShadow || h.Action != ActionDecline || h.Score != math.MaxInt {
+		t.Errorf("shadow score:t hit %+v %v, want a shadow decline", h, ok)
 	}
 }
 
