@@ -436,6 +436,11 @@ func flushFailureLevel(err error) zerolog.Level {
 	return zerolog.ErrorLevel
 }
 
+// flushLoop writes the changed counters to Badger every FlushInterval. What
+// changed since the last write is only in memory: a process killed without
+// Close (kill -9, a crash) restarts without it, about one interval of
+// counts, and nothing marks those counters in doubt (docs/rules.md, "What a
+// crash loses"). Close and Reload write them first.
 func (e *Engine) flushLoop() {
 	defer e.wg.Done()
 	t := time.NewTicker(e.opts.FlushInterval)
