@@ -644,7 +644,8 @@ func Parse(b []byte, name string) (*Config, error) {
 	c.Journal.Window = Duration(DefaultJournalWindow)
 	c.Journal.WindowCPU = DefaultJournalWindowCPU
 	c.Alerts.ReAlertAfter = Duration(registry.DefaultReAlertAfter)
-	if err := checkDocument(b); err != nil {
+	doc, err := checkDocument(b)
+	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -652,11 +653,12 @@ func Parse(b []byte, name string) (*Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
+	zeros := explicitZeros(doc, &c)
 	c.ApplyDefaults()
 	if err := c.loadTokensFile(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(checkZeros(doc, &c, zeros), c.Validate()); err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return &c, nil
@@ -665,14 +667,14 @@ func Parse(b []byte, name string) (*Config, error) {
 // checkDocument reads b as one YAML document and checks its keys and values against
 // Config (checkKeys), so that every unknown key and undecodable value is named by its
 // path; an empty file and a second document (after ---, which would be ignored) are
-// refused.
-func checkDocument(b []byte) error {
+// refused. It returns the document's node.
+func checkDocument(b []byte) (*yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-		return errors.New("the file is empty (at least one listener is required)")
+		return nil, errors.New("the file is empty (at least one listener is required)")
 	} else if err != nil {
-		return err
+		return nil, err
 	}
 	var second yaml.Node
 	if err := dec.Decode(&second); err == nil {
@@ -680,15 +682,15 @@ func checkDocument(b []byte) error {
 		if len(second.Content) > 0 {
 			line = second.Content[0].Line
 		}
-		return fmt.Errorf("a second YAML document at line %d: the configuration is one document (remove the ---)", line)
+		return nil, fmt.Errorf("a second YAML document at line %d: the configuration is one document (remove the ---)", line)
 	} else if !errors.Is(err, io.EOF) {
-		return err
+		return nil, err
 	}
 	var errs []error
 	checkKeys(&doc, reflect.TypeFor[Config](), "", func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	})
-	return errors.Join(errs...)
+	return &doc, errors.Join(errs...)
 }
 
 // loadTokensFile adds the tokens of admin.tokens_file, a YAML list of {name, role,
