@@ -146,29 +146,46 @@ func runServe(env *Env, args []string) int {
 			return ExitRestart
 		case sg := <-sig:
 			if sg == syscall.SIGHUP {
-				log.Info().Msg("SIGHUP: reloading")
-				var next *config.Config
-				if *cfgFile != "" {
-					c, err := config.Load(*cfgFile)
-					if err != nil {
-						log.Error().Err(err).Msg("reload: configuration refused; the running one stays")
-					} else {
-						next = c
-					}
-				}
-				res := s.Reload(next)
-				ev := log.Info()
-				if len(res.Refused) > 0 {
-					ev = log.Error()
-				}
-				ev.Strs("restart_needed", res.Restart).Errs("refused", res.Refused).
-					Msg("SIGHUP: reload done; the refused parts keep their running state, the restart_needed settings take effect at the next restart")
+				reload(s, log, *cfgFile)
 				continue
 			}
 			log.Info().Str("signal", sg.String()).Msg("draining")
 			return drain(s, log)
 		}
 	}
+}
+
+// reloader is what serve's SIGHUP reloads: the server.
+type reloader interface {
+	Reload(next *config.Config) server.ReloadResult
+}
+
+// reload is serve's SIGHUP: it reads the configuration file again (none in demo
+// mode), has s apply what changes live, and ends with one line, "SIGHUP: reload
+// done", naming the restart_needed settings and the refused parts, at error level
+// when a part was refused. A configuration that does not load is such a part: the
+// running one stays, and the summary says so (it said info and refused [] while
+// the log's line before said the file was refused).
+func reload(s reloader, log zerolog.Logger, cfgFile string) {
+	log.Info().Msg("SIGHUP: reloading")
+	var next *config.Config
+	var cfgErr error
+	if cfgFile != "" {
+		next, cfgErr = config.Load(cfgFile)
+		if cfgErr != nil {
+			log.Error().Err(cfgErr).Msg("reload: configuration refused; the running one stays")
+		}
+	}
+	res := s.Reload(next)
+	if cfgErr != nil {
+		res.Refused = append([]error{cfgErr}, res.Refused...)
+	}
+	ev := log.Info()
+	if len(res.Refused) > 0 {
+		ev = log.Error()
+	}
+	ev.Strs("restart_needed", res.Restart).Errs("refused", res.Refused).
+		Msg("SIGHUP: reload done; the refused parts keep their running state, the restart_needed settings take effect at the next restart")
 }
 
 // selfName is how the user called this binary (./bin/switchyard after make run), so
