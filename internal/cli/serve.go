@@ -50,20 +50,9 @@ func runServe(env *Env, args []string) int {
 	default:
 		return fail(env, "serve: give --config FILE, or --demo for the embedded demo fleet")
 	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
-	if *logFormat != "" {
-		cfg.Log.Format = *logFormat
-	}
-	if *adminAddr != "" {
-		cfg.Admin.Addr = *adminAddr
-	}
-	if err := setListenAddrs(cfg, listen); err != nil {
-		return fail(env, "serve: %v", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return fail(env, "config: %v", err)
+	over := overrides{dataDir: *dataDir, logFormat: *logFormat, adminAddr: *adminAddr, listen: listen}
+	if err := over.apply(cfg); err != nil {
+		return fail(env, "%v", err)
 	}
 	tuneGC(env)
 	out := newBufferedLog(env.Stdout)
@@ -146,7 +135,7 @@ func runServe(env *Env, args []string) int {
 			return ExitRestart
 		case sg := <-sig:
 			if sg == syscall.SIGHUP {
-				reload(s, log, *cfgFile)
+				reload(s, log, *cfgFile, over)
 				continue
 			}
 			log.Info().Str("signal", sg.String()).Msg("draining")
@@ -160,19 +149,51 @@ type reloader interface {
 	Reload(next *config.Config) server.ReloadResult
 }
 
+// overrides are serve's flags that replace settings of the configuration.
+type overrides struct {
+	dataDir, logFormat, adminAddr string
+	listen                        []string // NAME=HOST:PORT
+}
+
+// apply puts the overrides in cfg and validates the result.
+func (o overrides) apply(cfg *config.Config) error {
+	if o.dataDir != "" {
+		cfg.DataDir = o.dataDir
+	}
+	if o.logFormat != "" {
+		cfg.Log.Format = o.logFormat
+	}
+	if o.adminAddr != "" {
+		cfg.Admin.Addr = o.adminAddr
+	}
+	if err := setListenAddrs(cfg, o.listen); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
 // reload is serve's SIGHUP: it reads the configuration file again (none in demo
-// mode), has s apply what changes live, and ends with one line, "SIGHUP: reload
+// mode) with the command line's overrides put in as at start (else every reload
+// named data_dir, admin.addr and listeners as changed), has s apply what changes
+// live, and ends with one line, "SIGHUP: reload
 // done", naming the restart_needed settings and the refused parts, at error level
 // when a part was refused. A configuration that does not load is such a part: the
 // running one stays, and the summary says so (it said info and refused [] while
 // the log's line before said the file was refused).
-func reload(s reloader, log zerolog.Logger, cfgFile string) {
+func reload(s reloader, log zerolog.Logger, cfgFile string, over overrides) {
 	log.Info().Msg("SIGHUP: reloading")
 	var next *config.Config
 	var cfgErr error
 	if cfgFile != "" {
 		next, cfgErr = config.Load(cfgFile)
+		if cfgErr == nil {
+			cfgErr = over.apply(next)
+		}
 		if cfgErr != nil {
+			next = nil
 			log.Error().Err(cfgErr).Msg("reload: configuration refused; the running one stays")
 		}
 	}

@@ -54,7 +54,7 @@ func TestReloadRefusedConfigIsInTheSummary(t *testing.T) {
 	var buf bytes.Buffer
 	log := zerolog.New(&buf)
 	f := &fakeReloader{}
-	reload(f, log, reloadConfigFile(t, "log: {level: debgu}\n"))
+	reload(f, log, reloadConfigFile(t, "log: {level: debgu}\n"), overrides{})
 	if len(f.got) != 1 || f.got[0] != nil {
 		t.Fatalf("reloaded with %v, want the running configuration (nil)", f.got)
 	}
@@ -66,8 +66,48 @@ func TestReloadRefusedConfigIsInTheSummary(t *testing.T) {
 	}
 
 	buf.Reset()
-	reload(f, log, reloadConfigFile(t, ""))
+	reload(f, log, reloadConfigFile(t, ""), overrides{})
 	if m := lastLine(t, &buf); m["level"] != "info" || len(f.got) != 2 || f.got[1] == nil {
 		t.Errorf("a good file: summary %v, configuration %v; want info and the new configuration", m, f.got[1])
 	}
+}
+
+// TestReloadKeepsCommandLineOverrides: serve's --data, --admin-addr and --listen
+// replace settings of the file; a SIGHUP reads the file again with them put in as at
+// start. Without them every reload compared the file's data_dir, admin.addr and
+// listeners with the overridden ones and named all three restart_needed.
+func TestReloadKeepsCommandLineOverrides(t *testing.T) {
+	var buf bytes.Buffer
+	f := &fakeReloader{}
+	over := overrides{dataDir: "/var/lib/sy", adminAddr: "127.0.0.1:18080", listen: []string{"ascii=127.0.0.1:18583"}}
+	reload(f, zerolog.New(&buf), reloadConfigFile(t, ""), over)
+	if len(f.got) != 1 || f.got[0] == nil {
+		t.Fatalf("reloaded with %v, want the new configuration\n%s", f.got, buf.String())
+	}
+	c := f.got[0]
+	if c.DataDir != over.dataDir || c.Admin.Addr != over.adminAddr || c.Listeners[0].Addr != "127.0.0.1:18583" {
+		t.Errorf("reloaded data_dir %q, admin.addr %q, listeners[0].addr %q; want the command line's %q, %q, 127.0.0.1:18583",
+			c.DataDir, c.Admin.Addr, c.Listeners[0].Addr, over.dataDir, over.adminAddr)
+	}
+
+	// An override the new file no longer fits (its listener renamed) refuses the
+	// reload, as it would refuse the start.
+	buf.Reset()
+	reload(f, zerolog.New(&buf), renamedListenerFile(t), over)
+	if m := lastLine(t, &buf); m["level"] != "error" || f.got[1] != nil {
+		t.Errorf("--listen ascii=... with no listener ascii: summary %v, configuration %v; want error and the running one", m, f.got[1])
+	}
+}
+
+// renamedListenerFile is reloadConfigFile's file with its listener named pos.
+func renamedListenerFile(t *testing.T) string {
+	p := reloadConfigFile(t, "")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bytes.Replace(b, []byte("name: ascii"), []byte("name: pos"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
