@@ -630,7 +630,7 @@ func Demo() *Config {
 
 // Load reads and validates a YAML configuration file. Unknown keys are errors.
 func Load(path string) (*Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := readFile(path, MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -707,7 +707,7 @@ func (c *Config) loadTokensFile() error {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("admin.tokens_file: %s is readable by others (mode %v); chmod 600 it", f, fi.Mode().Perm())
 	}
-	b, err := os.ReadFile(f)
+	b, err := readFile(f, MaxSecretBytes)
 	if err != nil {
 		return fmt.Errorf("admin.tokens_file: %w", err)
 	}
@@ -1331,7 +1331,7 @@ func (c *Config) CardHashKey() ([]byte, error) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("security.card_hash_key_file: %s is readable by others (mode %v); chmod 600 it", c.Security.CardHashKeyFile, fi.Mode().Perm())
 		}
-		b, err := os.ReadFile(c.Security.CardHashKeyFile)
+		b, err := readFile(c.Security.CardHashKeyFile, MaxSecretBytes)
 		if err != nil {
 			return nil, fmt.Errorf("security.card_hash_key_file: %w", err)
 		}
@@ -1372,7 +1372,7 @@ func readSecret(key, file, env string) ([]byte, error) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("%s_file: %s is readable by others (mode %v); chmod 600 it", key, file, fi.Mode().Perm())
 		}
-		b, err := os.ReadFile(file)
+		b, err := readFile(file, MaxSecretBytes)
 		if err != nil {
 			return nil, fmt.Errorf("%s_file: %w", key, err)
 		}

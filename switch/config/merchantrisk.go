@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/attest"
@@ -49,7 +48,7 @@ func (a Attestation) ParseKeys() ([]attest.Key, error) {
 				return nil, fmt.Errorf("attestation.keys[%d] (%s): give file or pem, not both", i, k.KID)
 			}
 			var err error
-			if data, err = os.ReadFile(k.File); err != nil {
+			if data, err = readFile(k.File, MaxSecretBytes); err != nil {
 				return nil, fmt.Errorf("attestation.keys[%d] (%s): %w", i, k.KID, err)
 			}
 		}
