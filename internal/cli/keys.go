@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/switchyard/switchyard/internal/cli/hsmtool"
 	"github.com/switchyard/switchyard/internal/cli/keytool"
@@ -43,6 +45,14 @@ func runZoneKeyChange(env *Env, args []string) int {
 		return fail(env, "zone-key-change: %v", err)
 	}
 	defer done()
+	// A flag it does not know (--bogusflag) was taken for the issuer ID and sent to
+	// the switch.
+	for _, a := range rest {
+		if strings.HasPrefix(a, "-") {
+			fmt.Fprintf(env.Stderr, "switchyard: zone-key-change: unknown flag %s\n%s\n", a, zoneKeyChangeUsage)
+			return kit.ExitUsage
+		}
+	}
 	if len(rest) != 1 {
 		fmt.Fprintf(env.Stderr, "switchyard: zone-key-change: want one issuer ID, got %d arguments\n%s\n", len(rest), zoneKeyChangeUsage)
 		return kit.ExitUsage
@@ -52,7 +62,7 @@ func runZoneKeyChange(env *Env, args []string) int {
 		return fail(env, "zone-key-change: %v", err)
 	}
 	var out server.ZoneKeyChange
-	if err := c.Do(env.Ctx, "POST", "/api/v1/issuers/"+rest[0]+"/key-change", nil, &out); err != nil {
+	if err := c.Do(env.Ctx, "POST", "/api/v1/issuers/"+url.PathEscape(rest[0])+"/key-change", nil, &out); err != nil {
 		return fail(env, "zone-key-change: %v", err)
 	}
 	env.Stdout.Write([]byte("issuer " + out.Issuer + ": new zone PIN key " + out.ZPK.String() + ", KCV " + out.KCV +

@@ -62,3 +62,20 @@ func TestDatesInTheSwitchsZone(t *testing.T) {
 		t.Errorf("backtest -h: exit %d", code)
 	}
 }
+
+// TestZoneKeyChangeCommandLine: an unknown flag is a bad command line (exit 2, the
+// usage, no call), where it was taken for the issuer ID and sent to the switch as
+// POST /api/v1/issuers/--bogusflag/key-change; and the issuer ID is escaped in the
+// call's path.
+func TestZoneKeyChangeCommandLine(t *testing.T) {
+	api := newFakeAdmin(t, nil)
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "tok"}
+	code, _, errs := runCLI(t, vars, "zone-key-change", "--bogusflag")
+	if code != 2 || !strings.Contains(errs, "unknown flag --bogusflag") || !strings.Contains(errs, "Usage: switchyard zone-key-change") || len(api.Calls()) != 0 {
+		t.Errorf("--bogusflag: exit %d, calls %v\n%s", code, api.Calls(), errs)
+	}
+	runCLI(t, vars, "zone-key-change", "bank a/b")
+	if calls := api.Calls(); len(calls) != 1 || !strings.HasPrefix(calls[0], "POST /api/v1/issuers/bank%20a%2Fb/key-change ") {
+		t.Errorf("issuer \"bank a/b\": calls %v, want one POST /api/v1/issuers/bank%%20a%%2Fb/key-change", calls)
+	}
+}
