@@ -162,11 +162,25 @@ func parse(fs *flag.FlagSet, args []string) (bool, int) {
 	return true, 0
 }
 
+// fail reports a failure on stderr and returns kit.ExitError (1), or kit.ExitUsage
+// (2) when one of args is a bad command line (kit.Usagef: a --admin that is no
+// URL, a connection flag without its value).
 func fail(env *Env, format string, args ...any) int {
 	// An error can quote what others wrote (the admin API's answer, a file's
 	// line): its control characters are shown as escapes, its lines kept.
 	fmt.Fprintln(env.Stderr, "switchyard: "+kit.ForTerminalLines(fmt.Sprintf(format, args...)))
+	for _, a := range args {
+		if err, ok := a.(error); ok && kit.IsUsage(err) {
+			return kit.ExitUsage
+		}
+	}
 	return kit.ExitError
+}
+
+// failUsage reports a bad command line as fail does and returns kit.ExitUsage (2).
+func failUsage(env *Env, format string, args ...any) int {
+	fail(env, format, args...)
+	return kit.ExitUsage
 }
 
 func runVersion(env *Env, args []string) int {

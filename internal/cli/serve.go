@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/message"
@@ -38,7 +39,7 @@ func runServe(env *Env, args []string) int {
 	var cfg *config.Config
 	switch {
 	case *cfgFile != "" && *demo:
-		return fail(env, "serve: give --config or --demo, not both")
+		return failUsage(env, "serve: give --config or --demo, not both")
 	case *cfgFile != "":
 		c, err := config.Load(*cfgFile)
 		if err != nil {
@@ -48,7 +49,7 @@ func runServe(env *Env, args []string) int {
 	case *demo:
 		cfg = config.Demo()
 	default:
-		return fail(env, "serve: give --config FILE, or --demo for the embedded demo fleet")
+		return failUsage(env, "serve: give --config FILE, or --demo for the embedded demo fleet")
 	}
 	over := overrides{dataDir: *dataDir, logFormat: *logFormat, adminAddr: *adminAddr, listen: listen}
 	if err := over.apply(cfg); err != nil {
@@ -167,7 +168,7 @@ func (o overrides) apply(cfg *config.Config) error {
 		cfg.Admin.Addr = o.adminAddr
 	}
 	if err := setListenAddrs(cfg, o.listen); err != nil {
-		return fmt.Errorf("serve: %w", err)
+		return kit.Usagef("serve: %v", err) // a bad command line: exit 2
 	}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -173,13 +173,21 @@ func runTerm(env *Env, args []string) int {
 	}
 	d, err := message.ParseDialect(*dialect)
 	if err != nil {
-		return fail(env, "term: --dialect: %v", err)
+		return failUsage(env, "term: --dialect: %v", err)
 	}
 	if d == message.DialectASCIIBinaryBitmap && *addr == "127.0.0.1:8583" {
 		*addr = "127.0.0.1:8584" // the demo's ascii-binary-bitmap listener, as cup picks 8585
 	}
+	// DE 41 and 42 (F41, F42 in cup) are fixed-length: a wrong length failed in the
+	// packer ("failed to pack field 41 ... should be fixed: 8").
+	if len(*tid) != 8 {
+		return failUsage(env, "term: --tid %q: want 8 characters", *tid)
+	}
+	if *mid != "" && len(*mid) != 15 {
+		return failUsage(env, "term: --mid %q: want 15 characters", *mid)
+	}
 	if d == message.DialectCUP && *resend != "" {
-		return fail(env, "term %s: --resend: the ASCII dialects only (a cup terminal's resend is not made by term)", kind)
+		return failUsage(env, "term %s: --resend: the ASCII dialects only (a cup terminal's resend is not made by term)", kind)
 	}
 	if d == message.DialectCUP {
 		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, currency: *cur, expiry: *expiry,
@@ -188,7 +196,7 @@ func runTerm(env *Env, args []string) int {
 	}
 	amt, err := termclient.ParseAmount(*amount, *cur)
 	if err != nil {
-		return fail(env, "term: --amount %s --currency %s: %v", *amount, *cur, err)
+		return failUsage(env, "term: --amount %s --currency %s: %v", *amount, *cur, err)
 	}
 	t := termclient.Txn{PAN: *pan, Amount: amt, Currency: *cur, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, AuthCode: *auth, STAN: *stan}
 	if t.STAN == "" {
@@ -208,7 +216,7 @@ func runTerm(env *Env, args []string) int {
 	}
 	if len(tags) > 0 {
 		if t.TLV, err = termclient.ParseTags(tags...); err != nil {
-			return fail(env, "term: --tlv: %v", err)
+			return failUsage(env, "term: --tlv: %v", err)
 		}
 	} else {
 		t.TLV = demoIdentity[t.TID]
@@ -224,7 +232,7 @@ func runTerm(env *Env, args []string) int {
 	case "completion":
 		t.MTI = "0220"
 		if t.RRN == "" || t.AuthCode == "" {
-			return fail(env, "term completion: --rrn and --auth (the pre-authorization's RRN and approval code) are required")
+			return failUsage(env, "term completion: --rrn and --auth (the pre-authorization's RRN and approval code) are required")
 		}
 	case "void":
 		t.ProcCode = message.PCVoid
@@ -239,13 +247,13 @@ func runTerm(env *Env, args []string) int {
 			t.Original += strings.Repeat("0", 22)
 		}
 		if len(t.Original) != 42 || strings.Trim(t.Original, "0123456789") != "" {
-			return fail(env, "term reversal: --original %q: want 20 digits (the original's MTI, STAN and DE 7, as its answer printed them in ORIGINAL=) or the 42 of DE 90", *orig)
+			return failUsage(env, "term reversal: --original %q: want 20 digits (the original's MTI, STAN and DE 7, as its answer printed them in ORIGINAL=) or the 42 of DE 90", *orig)
 		}
 	case "qr-order", "qr-inquiry":
 		t.MTI, t.ProcCode, t.Expiry, needPAN = "0100", message.PCQROrder, "", false
 		if kind == "qr-inquiry" {
 			if *order == "" {
-				return fail(env, "term qr-inquiry: --order is required")
+				return failUsage(env, "term qr-inquiry: --order is required")
 			}
 			t.ProcCode = message.PCQRInquiry
 			t.TLV = append(t.TLV, [2]string{message.TagQROrder, *order})
@@ -255,7 +263,7 @@ func runTerm(env *Env, args []string) int {
 		// identity: it passes a sign-on's terminal checks (docs/terminal-interface.md).
 		totals, err := parseTermTotals(*cupArgs.totals)
 		if err != nil {
-			return fail(env, "term settle: %v", err)
+			return failUsage(env, "term settle: %v", err)
 		}
 		t.MTI, t.ProcCode, t.Expiry, needPAN = "0500", message.PCBatch, "", false
 		t.TLV = append(t.TLV, [2]string{message.TagBatchTotals, totals.String()})
@@ -269,11 +277,11 @@ func runTerm(env *Env, args []string) int {
 		return fail(env, "term: unknown transaction %q (want %s)", kind, kinds)
 	}
 	if needPAN && t.PAN == "" {
-		return fail(env, "term %s: --pan is required", kind)
+		return failUsage(env, "term %s: --pan is required", kind)
 	}
 	if *resend != "" {
 		if err := applyResend(&t, kind, *resend, *stan, time.Now()); err != nil {
-			return fail(env, "term %s: --resend: %v", kind, err)
+			return failUsage(env, "term %s: --resend: %v", kind, err)
 		}
 	}
 	keys := demoKeys[t.TID]
@@ -339,7 +347,7 @@ func runTerm(env *Env, args []string) int {
 		}
 		var err error
 		if mac, err = termclient.RetailMAC(k); err != nil {
-			return fail(env, "term: --tak: %v", err)
+			return failUsage(env, "term: --tak: %v", err)
 		}
 	}
 	if t.Time.IsZero() {

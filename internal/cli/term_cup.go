@@ -67,7 +67,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	}
 	amt, err := termclient.ParseAmount(c.amount, c.currency)
 	if err != nil {
-		return fail(env, "term: --amount %s --currency %s: %v", c.amount, c.currency, err)
+		return failUsage(env, "term: --amount %s --currency %s: %v", c.amount, c.currency, err)
 	}
 	if c.mid == "" {
 		if c.mid = demoMerchant[c.tid]; c.mid == "" {

@@ -193,11 +193,11 @@ func TestTermResend(t *testing.T) {
 		{[]string{"--resend", original[:10] + "1399999999"}, "not a valid MMDDhhmmss"},
 	} {
 		code, out, errs := runCLI(t, nil, append(args, c.extra...)...)
-		if code != 1 || out != "" || !strings.Contains(errs, c.want) {
-			t.Errorf("term purchase %v: exit %d, want 1 and %q\n%s%s", c.extra, code, c.want, out, errs)
+		if code != 2 || out != "" || !strings.Contains(errs, c.want) { // a bad command line
+			t.Errorf("term purchase %v: exit %d, want 2 and %q\n%s%s", c.extra, code, c.want, out, errs)
 		}
 	}
-	if code, _, errs := runCLI(t, nil, "term", "void", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--rrn", "100000000001", "--resend", original); code != 1 || !strings.Contains(errs, "term void does not resend") {
+	if code, _, errs := runCLI(t, nil, "term", "void", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--rrn", "100000000001", "--resend", original); code != 2 || !strings.Contains(errs, "term void does not resend") {
 		t.Errorf("term void --resend: exit %d\n%s", code, errs)
 	}
 }

@@ -1,6 +1,7 @@
 package kit
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
@@ -70,6 +71,15 @@ func ExtractConn(args []string, getenv func(string) string) (Conn, []string, err
 	}
 	if c.AdminURL == "" {
 		return c, nil, Usagef("--admin: empty URL")
+	}
+	// Checked here, where the URL parser's own complaint about 127.0.0.1:8080
+	// ("first path segment in URL cannot contain colon") came at the first call.
+	if u, err := url.Parse(c.AdminURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		like := DefaultAdminURL
+		if !strings.Contains(c.AdminURL, "://") {
+			like = "http://" + c.AdminURL // host:port, the scheme left out
+		}
+		return c, nil, Usagef("--admin %q (or $SWITCHYARD_ADMIN): want an http or https URL with a host, such as %s", c.AdminURL, like)
 	}
 	return c, rest, nil
 }
