@@ -59,6 +59,13 @@ func runServe(env *Env, args []string) int {
 	out := newBufferedLog(env.Stdout)
 	defer out.Close()
 	log := newLogger(out, cfg.Log.Level, cfg.Log.Format)
+	// The handlers go in before the start, which may take seconds (an issuer's
+	// sign-on timing out): a SIGTERM or SIGHUP then waits in sig and is handled
+	// once the switch is up (a drain, a reload) instead of killing it with no
+	// log line, as the default action did until 7 December 2026.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	s, err := server.New(cfg, log, DemoIssuer(), server.WithVersion(Version))
 	if err != nil {
 		log.Error().Err(err).Msg("switch did not start")
@@ -92,11 +99,6 @@ func runServe(env *Env, args []string) int {
 		fmt.Fprintf(&banner, "\n  %s\n\n", tryLine(selfName(), cfg.Listeners, s.ListenerAddr))
 		_, _ = io.WriteString(env.Stderr, banner.String())
 	}
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
-	// Logged once the handlers are in place: a supervisor (or a test) that signals
-	// before this line may find the default action, which for SIGHUP is to exit.
 	log.Info().Msg("serving: SIGHUP reloads, SIGTERM or SIGINT drains")
 	// With journal.exit_on_broken_log false the channel stays nil: a switch whose
 	// log broke stays up answering 96 until a person restarts it (as before).
