@@ -32,6 +32,7 @@ func TestBadCommandLinesExit2(t *testing.T) {
 		{with(purchase, "--tid", "T00000001"), `--tid "T00000001": want 8 characters`},
 		{with(purchase, "--mid", "M1"), `--mid "M1": want 15 characters`},
 		{with(purchase, "--dialect", "cup", "--tid", "T001"), `--tid "T001": want 8 characters`},
+		{[]string{"issuer-sim", "--addr", "127.0.0.1:0", "--latency", "-1s"}, "--latency -1s is negative"},
 		{[]string{"journal", "--admin", "127.0.0.1:23080"}, `--admin "127.0.0.1:23080" (or $SWITCHYARD_ADMIN): want an http or https URL with a host, such as http://127.0.0.1:23080`},
 	} {
 		code, _, errs := runCLI(t, nil, tc.args...)

@@ -44,6 +44,14 @@ func runIssuerSim(env *Env, args []string) int {
 			return fail(env, "issuer-sim: --%s %v is not between 0 and 1", name, p)
 		}
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"latency", *latency}, {"jitter", *jitter}, {"latency-p99", *p99}, {"delay-by", *delayBy}} {
+		if d.v < 0 {
+			return failUsage(env, "issuer-sim: --%s %v is negative", d.name, d.v)
+		}
+	}
 	log := newLogger(env.Stdout, "info", *logFormat)
 	sec, err := issuersim.NewDemoSecurity()
 	if err != nil {
