@@ -22,6 +22,7 @@ func TestBadCommandLinesExit2(t *testing.T) {
 		{[]string{"serve"}, "give --config FILE, or --demo"},
 		{[]string{"serve", "--demo", "--data", t.TempDir(), "--listen", "ascii"}, `--listen "ascii": want NAME=HOST:PORT`},
 		{[]string{"serve", "--demo", "--data", t.TempDir(), "--listen", "nosuch=127.0.0.1:0"}, `no listener named "nosuch"`},
+		{[]string{"serve", "--demo", "--data", t.TempDir(), "--listen", "ascii=127.0.0.1:0", "--listen", "ascii=127.0.0.1:1"}, "listener ascii is given twice"},
 		{[]string{"term", "purchase", "--addr", nowhere, "--amount", "1000"}, "--pan is required"},
 		{with(purchase, "--amount", "abc"), "--amount abc"},
 		{with(purchase, "--amount", "-5"), "negative"},

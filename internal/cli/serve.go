@@ -302,12 +302,18 @@ func addrFlag(addr, def string) string {
 }
 
 // setListenAddrs applies --listen NAME=HOST:PORT overrides to the configured listeners.
+// A listener named twice is refused: which address was meant is unknown.
 func setListenAddrs(cfg *config.Config, listen []string) error {
+	given := map[string]string{}
 	for _, v := range listen {
 		name, addr, ok := strings.Cut(v, "=")
 		if !ok || name == "" || addr == "" {
 			return fmt.Errorf("--listen %q: want NAME=HOST:PORT", v)
 		}
+		if prev, dup := given[name]; dup {
+			return fmt.Errorf("--listen %q: listener %s is given twice (also %s=%s)", v, name, name, prev)
+		}
+		given[name] = addr
 		found := false
 		var names []string
 		for i := range cfg.Listeners {
