@@ -110,21 +110,17 @@ func validHHMM(s string) bool {
 }
 
 // constNumber returns the value of node when it is a number written with
-// literals, signs and + - * alone (as (2 - 2) or -0.0), and false otherwise.
+// literals, signs and + - * alone (as (2 - 2) or -0.0), and false otherwise;
+// literal reads the plain numbers.
 func constNumber(node ast.Node) (float64, bool) {
+	if v, ok := literal(node); ok {
+		return v, true
+	}
 	switch n := node.(type) {
-	case *ast.IntegerNode:
-		return float64(n.Value), true
-	case *ast.FloatNode:
-		return n.Value, true
-	case *ast.UnaryNode:
-		v, ok := constNumber(n.Node)
-		switch {
-		case !ok:
-			return 0, false
-		case n.Operator == "-":
+	case *ast.UnaryNode: // a sign before a bracket: -(2 - 2)
+		if v, ok := constNumber(n.Node); ok && n.Operator == "-" {
 			return -v, true
-		case n.Operator == "+":
+		} else if ok && n.Operator == "+" {
 			return v, true
 		}
 	case *ast.BinaryNode:
