@@ -191,29 +191,38 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 	if err != nil {
 		// Badger formats the errors of its own writes with %v: ENOSPC cannot be
 		// unwrapped, so the free space is looked at again.
-		return nil, fmt.Errorf("open database in %s: %w (%s)", dir, err, openDBHint(dir))
+		if hint := openDBHint(dir, err); hint != "" {
+			return nil, fmt.Errorf("open database in %s: %w (%s)", dir, err, hint)
+		}
+		return nil, fmt.Errorf("open database in %s: %w", dir, err)
 	}
 	return db, nil
 }
 
-// openDBHint says what most likely kept Badger from opening dir: its disk full, its
-// file system read-only or failing writes (a probe file cannot be created), or else
-// another switch holding its LOCK. Until 6 December 2026 a read-only file system was
-// answered "is another switchyard using it?" (e2e TestReadOnlyDataDirAtStart).
-func openDBHint(dir string) string {
+// openDBHint says what most likely kept Badger from opening dir with err: its disk
+// full, its file system read-only or failing writes (a probe file cannot be created),
+// or another switch holding its LOCK; "" when it is none of them (a damaged file,
+// which err names). Until 6 December 2026 a read-only file system was answered "is
+// another switchyard using it?" (e2e TestReadOnlyDataDirAtStart), and until 7
+// December 2026 so was every other error, a damaged MANIFEST's too (TestOpenDBHint).
+func openDBHint(dir string, err error) string {
 	if free, err := freeSpace(dir); err == nil && free < 1<<20 {
 		return fmt.Sprintf("its disk has %d KiB free: free space on it, then start again", free>>10)
 	}
-	f, err := os.CreateTemp(dir, ".write-probe-*")
+	f, perr := os.CreateTemp(dir, ".write-probe-*")
 	switch {
-	case errors.Is(err, syscall.EROFS):
+	case errors.Is(perr, syscall.EROFS):
 		return "its file system is read-only (remounted so after an I/O error?): check the disk and its kernel log, remount it read-write, then start again"
-	case err != nil:
-		return fmt.Sprintf("the directory cannot be written (%v): check the disk and its kernel log, then start again", err)
+	case perr != nil:
+		return fmt.Sprintf("the directory cannot be written (%v): check the disk and its kernel log, then start again", perr)
 	}
 	f.Close()
 	os.Remove(f.Name())
-	return "is another switchyard using it?"
+	// Badger formats its flock error with %v too: its words are all there is.
+	if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {
+		return "is another switchyard using it?"
+	}
+	return ""
 }
 
 // JournalDir is where the journal's log lives in a data directory.
