@@ -172,19 +172,34 @@ func (g *diskGuard) check() {
 	}
 	g.failed = false
 	g.freeBytes.Store(free)
-	full := g.full.Load() != nil
+	prev := g.full.Load()
+	full := prev != nil
 	switch {
 	case !full && free < g.low:
-		why := fmt.Errorf("%s %s has %d MiB free, less than journal.min_free_mb (%d MiB): new transactions are declined 91 until %d MiB are free", what, dir, free>>20, g.low>>20, g.high>>20)
+		why := g.fullError(free, dir, what)
 		g.full.Store(&why)
 		g.refuse(why)
 		g.log.Error().Uint64("free_mib", free>>20).Uint64("min_free_mib", g.low>>20).Str("dir", dir).
 			Msg("disk nearly full: new transactions are declined 91 and /readyz is 503; free space on the " + what + "'s disk (the switch resumes by itself once 25% more than journal.min_free_mb is free)")
+	case full && free < g.high:
+		// Still refusing: /readyz and the 91s' warnings say the space as it is now,
+		// not as it was when the guard turned (until 7 December 2026 they said "has
+		// 3 MiB free" with nothing left).
+		if why := g.fullError(free, dir, what); why.Error() != (*prev).Error() {
+			g.full.Store(&why)
+			g.refuse(why)
+		}
 	case full && free >= g.high:
 		g.full.Store(nil)
 		g.refuse(nil)
 		g.log.Info().Uint64("free_mib", free>>20).Str("dir", dir).Msg("disk space back: new transactions are taken again")
 	}
+}
+
+// fullError is why new transactions are refused with free bytes left in dir (what
+// it is: "data directory" or "journal log directory").
+func (g *diskGuard) fullError(free uint64, dir, what string) error {
+	return fmt.Errorf("%s %s has %d MiB free, less than journal.min_free_mb (%d MiB): new transactions are declined 91 until %d MiB are free", what, dir, free>>20, g.low>>20, g.high>>20)
 }
 
 // least returns the free space of the data directory's file system or, when the

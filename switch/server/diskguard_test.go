@@ -57,7 +57,9 @@ func TestCheckStartSpace(t *testing.T) {
 
 // TestDiskGuardTurns: the guard refuses below the minimum, keeps refusing until a
 // quarter more is free, then admits again, its gauge, its /readyz reason and its
-// calls of Store.RefuseNew turning with it.
+// calls of Store.RefuseNew turning with it. While it refuses, the reason says the
+// free space as it is now: it is given to Store.RefuseNew again when that changes
+// (until 7 December 2026 it kept the figure of the moment the guard turned).
 func TestDiskGuardTurns(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	var refused []error
@@ -82,7 +84,7 @@ func TestDiskGuardTurns(t *testing.T) {
 		mib     uint64
 		full    bool
 		refuses int // calls of Refuse so far
-	}{{200, false, 0}, {99, true, 1}, {50, true, 1}, {124, true, 1}, {125, false, 2}, {100, false, 2}, {10, true, 3}} {
+	}{{200, false, 0}, {99, true, 1}, {50, true, 2}, {50, true, 2}, {0, true, 3}, {124, true, 4}, {125, false, 5}, {100, false, 5}, {10, true, 6}} {
 		mib = step.mib
 		g.check()
 		why := g.notReady()
@@ -91,6 +93,9 @@ func TestDiskGuardTurns(t *testing.T) {
 		}
 		if step.full && (refused[len(refused)-1] == nil || !strings.Contains(why.Error(), "journal.min_free_mb (100 MiB)")) {
 			t.Fatalf("%d MiB free: refused with %v, /readyz says %v", step.mib, refused[len(refused)-1], why)
+		}
+		if says := fmt.Sprintf("has %d MiB free", step.mib); step.full && (!strings.Contains(why.Error(), says) || !strings.Contains(refused[len(refused)-1].Error(), says)) {
+			t.Fatalf("%d MiB free: refused with %v, /readyz says %v; want both to say %q", step.mib, refused[len(refused)-1], why, says)
 		}
 		if !step.full && step.refuses > 0 && refused[len(refused)-1] != nil {
 			t.Fatalf("%d MiB free: still refused (%v)", step.mib, refused[len(refused)-1])
@@ -115,8 +120,8 @@ func TestDiskGuardWatchesLogDisk(t *testing.T) {
 		data, log uint64
 		full      bool
 		says      string
-	}{{500, 500, false, ""}, {500, 99, true, "journal log directory /data/journal has 99 MiB free"}, {500, 124, true, ""},
-		{500, 125, false, ""}, {99, 500, true, "data directory /data has 99 MiB free"}, {200, 124, true, ""}, {200, 130, false, ""}} {
+	}{{500, 500, false, ""}, {500, 99, true, "journal log directory /data/journal has 99 MiB free"}, {500, 124, true, "journal log directory /data/journal has 124 MiB free"},
+		{500, 125, false, ""}, {99, 500, true, "data directory /data has 99 MiB free"}, {200, 124, true, "journal log directory /data/journal has 124 MiB free"}, {200, 130, false, ""}} {
 		free["/data"], free["/data/journal"] = step.data, step.log
 		g.check()
 		why := g.notReady()
@@ -130,7 +135,7 @@ func TestDiskGuardWatchesLogDisk(t *testing.T) {
 			t.Fatalf("data %d MiB, log %d MiB free: the gauge says %d bytes, want %d", step.data, step.log, g.freeBytes.Load(), want)
 		}
 	}
-	if len(refused) != 4 {
-		t.Fatalf("%d calls of Refuse, want 4 (refused, admitted, twice)", len(refused))
+	if len(refused) != 6 {
+		t.Fatalf("%d calls of Refuse, want 6 (refused, the space said again, admitted, twice)", len(refused))
 	}
 }
