@@ -68,12 +68,22 @@ func listSegments(dir string) ([]uint32, error) {
 // from from on, in order (from is the end of a frame replayed before, or the zero Pos).
 // It cuts a torn tail off the last segment and leaves the log ready for appends.
 // Damage anywhere else stops it with an error naming the segment file and offset.
+// A log that is missing or holds no segment while from is past the start is lost,
+// not new: Open refuses it and creates nothing (until 7 December 2026 it started an
+// empty segment 1 there, whose zeros the next start took for the index's damage).
 func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, error) {
 	size, noSync := opts.SegmentSize, opts.NoSync
 	if size <= 0 {
 		size = DefaultSegmentSize
 	}
+	lost := func(what string) error {
+		return fmt.Errorf("journal: log directory %s %s, but the index was built up to offset %d of segment %d (%s): the log was removed, or its device is not mounted there; mount it or restore the data directory from its backup, then start again",
+			dir, what, from.Off, from.Seg, segName(from.Seg))
+	}
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if from != (Pos{}) {
+			return nil, lost("does not exist")
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("journal: log directory %s: %w", dir, err)
 		}
@@ -92,6 +102,9 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 		l.first.Store(segs[0])
 	}
 	if len(segs) == 0 {
+		if from != (Pos{}) {
+			return nil, lost("holds no segment file")
+		}
 		if err := l.create(1); err != nil {
 			return nil, err
 		}

@@ -352,3 +352,40 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// TestLostLogRefused: a log directory removed (or left empty, its device not
+// mounted) under an index built past the start is refused at once, saying so, and
+// nothing is created; a new log (the zero Pos) is created as before. Until 7
+// December 2026 the first start created a zero-filled segment 1 there, and the error
+// that followed named damage.
+func TestLostLogRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	l, _ := open(t, dir, Options{}, Pos{})
+	w := appendFrames(t, l, 5, 5)
+	l.Close()
+	from := w[len(w)-1].end
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, what := range []string{"does not exist", "holds no segment file"} {
+		_, _, err := tryOpen(dir, Options{}, from)
+		if err == nil || !strings.Contains(err.Error(), what) || !strings.Contains(err.Error(), fmt.Sprintf("offset %d of segment 1", from.Off)) {
+			t.Fatalf("Open of a log that %s, the index up to %+v: %v", what, from, err)
+		}
+		if what == "does not exist" {
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the refused Open created %s: %v", dir, err)
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		} else if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+			t.Fatalf("the refused Open left %d files in %s (%v)", len(ents), dir, err)
+		}
+	}
+	l, frames := open(t, dir, Options{}, Pos{})
+	defer l.Close()
+	if len(frames) != 0 {
+		t.Fatalf("a new log replayed %d frames", len(frames))
+	}
+}
