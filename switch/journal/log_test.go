@@ -237,7 +237,7 @@ func TestSegmentsAndCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An index that has to be rebuilt from the start meets the damage and refuses.
-	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyApplied)) }); err != nil {
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), wal.Pos{}.Encode()) }); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -250,6 +250,53 @@ func TestSegmentsAndCorruption(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%08d.seg is corrupt at offset", p.Seg)) {
 		t.Fatalf("Open over a damaged segment: %v", err)
 	}
+}
+
+// TestLostDatabaseRefused: a log with frames under a database without j/applied
+// (its files lost: Badger started an empty one, as it does without its MANIFEST) is
+// refused, saying what is missing and what to do, and nothing of the log is put
+// into the database; until 7 December 2026 it was replayed from its first frame,
+// setting again keys deleted since. A new log gets j/applied at once, so that a
+// crash before the first index write is not taken for a lost database.
+func TestLostDatabaseRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{IndexDelay: never})
+	if err := s.PutDurable(context.Background(), []byte("q/advice"), []byte("owed")); err != nil {
+		t.Fatal(err)
+	}
+	rec := writeTxn(t, s, 1, time.Now())
+	crash(db) // nothing indexed: j/applied is only the new log's
+	db, s = openOpts(t, dir, Options{})
+	if _, err := s.Get(rec.RRN); err != nil {
+		t.Fatalf("after a crash before the first index write: %v", err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte("q/advice")) }); err != nil {
+		t.Fatal(err) // the issuer has the advice
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if err := os.RemoveAll(filepath.Join(dir, "db")); err != nil {
+		t.Fatal(err)
+	}
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Open(db, Options{Dir: filepath.Join(dir, "log")})
+	if err == nil || !strings.Contains(err.Error(), "holds frames, but the database has no j/applied") || !strings.Contains(err.Error(), "restore the data directory from its backup") {
+		t.Fatalf("Open of a log under an empty database: %v", err)
+	}
+	_ = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			t.Errorf("the refused Open wrote %s", it.Item().Key())
+		}
+		return nil
+	})
 }
 
 // TestRecordsStoredWhole: records an earlier version stored whole in Badger are still

@@ -261,7 +261,10 @@ func keepIndexKSN(db *badger.DB, opts *Options) error {
 // Open starts a journal with its log in opts.Dir and its index in db (opened by the
 // caller; other subsystems may share it under other key prefixes). It first indexes
 // whatever the log holds beyond the index (after a crash) and cuts off a torn last
-// write.
+// write. A log that holds frames while db holds no j/applied (its database lost or
+// replaced: an empty Badger) is refused, before anything is written; a new log
+// gets j/applied at once. Until 7 December 2026 such a log was replayed from its
+// first frame into the empty database, setting again keys changed or deleted since.
 func Open(db *badger.DB, opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("journal: no log directory given")
@@ -299,6 +302,10 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	indexed, err := s.has(keyApplied)
+	if err != nil {
+		return nil, err
+	}
 	kvApplied, err := s.readPos(keyKVApplied)
 	if err != nil {
 		return nil, err
@@ -313,6 +320,9 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		return err
 	}
 	s.log, err = wal.Open(opts.Dir, wal.Options{SegmentSize: opts.SegmentSize, Prealloc: opts.Prealloc, OnPreallocError: opts.OnPreallocError, MaxKind: maxKind, NoSync: opts.NoSync}, from, func(f wal.Frame) error {
+		if !indexed {
+			return errUnindexed // before anything of the frame is written
+		}
 		it, err := replayItem(f, opts.IndexKSN)
 		if err != nil {
 			return err
@@ -327,8 +337,16 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	if err == nil {
 		err = flush()
 	}
+	if err == nil && !indexed {
+		// A new log: from now on a log with frames always has its index's position
+		// in Badger, which is synced before the first frame can be written.
+		err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyApplied), wal.Pos{}.Encode()) })
+	}
 	if err == nil && !opts.NoSync {
 		err = db.Sync()
+	}
+	if errors.Is(err, errUnindexed) {
+		return nil, fmt.Errorf("journal: the log in %s holds frames, but the database has no %s (the log position its index is complete up to): the database's files were lost or replaced (a missing MANIFEST makes Badger start an empty one), and a start would rebuild it from the log's first frame, setting again keys long changed or deleted (store-and-forward advices the issuer acknowledged would be sent again); restore the data directory from its backup, then start again", opts.Dir, keyApplied)
 	}
 	if err != nil {
 		if s.log != nil {
@@ -348,6 +366,27 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	s.ix.write = opts.indexWrite
 	go s.indexLoop()
 	return s, nil
+}
+
+// errUnindexed stops the replay of a log whose frames Badger holds no index position
+// for (Open).
+var errUnindexed = errors.New("journal: the log holds frames, the database no index position")
+
+// has reports whether Badger holds key.
+func (s *Store) has(key string) (bool, error) {
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("journal: read %s: %w", key, err)
+	}
+	return found, nil
 }
 
 // readPos reads a log position stored under key (zero if none).

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -176,6 +177,9 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 	if err := restrictDataDir(dir); err != nil {
 		return nil, err
 	}
+	if err := checkManifest(dir); err != nil {
+		return nil, err
+	}
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(false).
 		WithLogger(badgerLogger{log.With().Str("component", "badger").Logger()}).
@@ -197,6 +201,23 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 		return nil, fmt.Errorf("open database in %s: %w", dir, err)
 	}
 	return db, nil
+}
+
+// checkManifest refuses a database directory that holds Badger's tables (*.sst) but
+// not its MANIFEST, which lists them: Badger would start an empty database there and
+// delete them as files it does not know. Until 7 December 2026 the switch so started
+// ready with a new demo fleet, its journal replayed from its first frame. (The
+// journal refuses a log with frames under a database without its j/applied, which
+// catches the tables lost with it: journal.Open.)
+func checkManifest(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); !errors.Is(err, fs.ErrNotExist) {
+		return nil // there, or not known: Badger's open says
+	}
+	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil || len(tables) == 0 {
+		return nil // a new database
+	}
+	return fmt.Errorf("open database in %s: it holds %d table files (%s, ...) but no MANIFEST, without which Badger would start an empty database and delete them: restore MANIFEST, or the whole data directory, from its backup, then start again", dir, len(tables), filepath.Base(tables[0]))
 }
 
 // openDBHint says what most likely kept Badger from opening dir with err: its disk
