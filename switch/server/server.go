@@ -187,6 +187,11 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 		WithCompactL0OnClose(true).
 		WithValueThreshold(1 << 20).
 		WithCompression(options.None). // journal records are small and compact already: spend no CPU on it
+		// Every table's checksums are verified as it is opened (at start, and each
+		// new one a flush or compaction writes): a damaged table stops the open,
+		// named, instead of crashing a compaction or being served. Until 7 December
+		// 2026 none was verified (TestDamagedTableRefused).
+		WithChecksumVerificationMode(options.OnTableRead).
 		// Every read-modify-write of the switch is serialized by its owner's lock (the
 		// registry's, the key store's, the risk lists'; the journal has one writer), so
 		// Badger's optimistic conflict tracking would only cost a map per transaction.
@@ -239,6 +244,9 @@ func openDBHint(dir string, err error) string {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	if strings.Contains(err.Error(), "checksum mismatch") {
+		return "a file of the database is damaged (the disk? see its kernel log): restore the data directory from its backup, then start again"
+	}
 	// Badger formats its flock error with %v too: its words are all there is.
 	if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "Cannot acquire directory lock") {
 		return "is another switchyard using it?"
