@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/csvcell"
+	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -137,9 +139,20 @@ func payableAt(r *journal.Record) time.Time {
 // approvals are in (settleClose after its end: the cut-off file, settlement.file,
 // is made no earlier), and over the sequence of days every transaction that stands
 // is paid once and every one taken back after its day's report is taken off once.
+//
+// Its errors carry the admin API's status (api.Error): 400 for a date that is no
+// date, 500 for the journal failing the report (a damaged frame of the log: the
+// record named, and what to do). Until 7 December 2026 both were 400, as if the
+// client had asked wrong.
 func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, error) {
+	if _, _, err := DayBounds(date, loc); err != nil {
+		return nil, api.WithStatus(http.StatusBadRequest, err)
+	}
 	s, _, err := settleDay(ctx, j, date, loc)
-	return s, err
+	if err != nil {
+		return nil, api.WithStatus(http.StatusInternalServerError, fmt.Errorf("%w (the day is not settled: a record it may count could not be read; when the journal's log is damaged there, check the disk and its kernel log, restore the data directory from its backup, then settle again)", err))
+	}
+	return s, nil
 }
 
 // settleDay is Settle, and the RRNs of the day's purchases, completions and refunds
@@ -234,7 +247,7 @@ func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Loc
 		return true
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("settlement of %s: %w", date, err)
 	}
 	for _, rrn := range named {
 		r, err := j.Get(rrn)
