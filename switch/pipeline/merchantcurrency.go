@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -18,6 +19,36 @@ import (
 // limits are minor units of the merchant's currency and cannot be compared with
 // another's (docs/merchant-risk.md, "Currency of the limits").
 const ReasonMerchantCurrency = "merchant-currency-mismatch"
+
+// ReasonCurrencyNotPayable is the reason of a request whose currency (DE 49) is
+// three digits but no currency payments are made in (currency.Payable): 000, 999
+// (XXX, no currency), 959 (gold), an unassigned code such as 123, a withdrawn one.
+// Answered 12, "invalid transaction", as a cup listener answers a currency it does
+// not take (currency-not-accepted), before the checks, the rules and the issuer:
+// an amount in no currency cannot be limited, settled or paid out. Since 7 December
+// 2026; before, such a purchase was approved and got its own settlement line.
+const ReasonCurrencyNotPayable = "currency-not-payable"
+
+// unpayable reports whether cur (DE 49, "" for none) names a currency no card
+// payment is made in. A request without one is not: where DE 49 is required the
+// decoder says so (30).
+func unpayable(cur string) bool {
+	return cur != "" && !currency.Payable(cur)
+}
+
+// declineUnpayable answers t, whose DE 49 is unpayable, 12 currency-not-payable,
+// the journal's event saying which code (t's record made if it has none yet: an
+// order request's).
+func (p *Pipeline) declineUnpayable(ctx context.Context, t *txn) (frontend.Response, error) {
+	if t.rec.RRN == "" {
+		if err := p.newRecord(t); err != nil {
+			return p.systemError(t, err)
+		}
+	}
+	t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
+		fmt.Sprintf("%s: DE 49 %s is not the ISO 4217 numeric code of a currency payments are made in", ReasonCurrencyNotPayable, t.req.Currency))
+	return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", ReasonCurrencyNotPayable)
+}
 
 // checkedMerchant is the merchant of a terminal check's result, nil without one
 // (no registry).

@@ -185,6 +185,9 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	// Until it is captured, the record does not take the upload's duplicate key: a
 	// refusal of it must not be repeated to the upload sent again later.
 	rec.DE7 = ""
+	if unpayable(r.Currency) {
+		return p.declineUnpayable(ctx, t)
+	}
 	res, declined, err := p.checkFinancial(ctx, t)
 	if declined != nil || err != nil {
 		return *declined, err

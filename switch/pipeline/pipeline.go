@@ -957,6 +957,11 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if !procDefined(t.req.MTI, t.req.ProcCode) {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "unsupported-processing-code")
 	}
+	// Nor is an amount in a DE 49 that is no currency (999, 000, gold): before
+	// 7 December 2026 it was approved and settled on a line of its own.
+	if unpayable(t.req.Currency) {
+		return p.declineUnpayable(ctx, t)
+	}
 	// A cluster node whose journal cannot keep up refuses it here, before its
 	// checks and rules take the CPU its journal needs to catch up.
 	if err := p.admit(t); err != nil {

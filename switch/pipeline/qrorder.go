@@ -64,6 +64,10 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	if p.cfg.Orders == nil {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "qr-orders-not-enabled")
 	}
+	if r.ProcCode == message.PCQROrder && unpayable(r.Currency) {
+		// An order's code carries its currency (ID 53): none for no currency.
+		return p.declineUnpayable(ctx, t)
+	}
 	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
 	if declined != nil || err != nil {
 		return *declined, err
