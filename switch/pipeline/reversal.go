@@ -508,8 +508,26 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	return p.respond(ctx, t, message.RCApproved, "", "switch", "")
 }
 
-// void cancels an approved purchase or completion of the same terminal and day, named
-// by DE 37 (and DE 38 when sent): the original is reversed at its issuer (a completion
+// ReasonVoidBatchClosed is the reason of a void (declined 12) of a transaction
+// whose batch the terminal has closed (an 0500 after it, BatchTime): the terminal
+// counted it in the totals it reconciled, and a batch closed stays as it was
+// totalled, so a void would take back money no batch shows; the terminal refunds
+// it instead. Since 7 December 2026; before, such a void was approved and the
+// day's settlement had no line for what the terminal had reconciled.
+const ReasonVoidBatchClosed = "void-batch-closed"
+
+// batchClosed reports whether orig is in a batch its terminal has closed: its
+// BatchTime is before the terminal's last close, as BatchTotals counts it.
+func (p *Pipeline) batchClosed(orig *journal.Record) (bool, error) {
+	last, err := p.journal.LastBatch(orig.TID)
+	if err != nil {
+		return false, fmt.Errorf("void of %s: terminal %s's last batch close: %w", orig.RRN, orig.TID, err)
+	}
+	return !last.IsZero() && BatchTime(orig).Before(last), nil
+}
+
+// void cancels an approved purchase or completion of the same terminal and day, and
+// of its open batch (ReasonVoidBatchClosed), named by DE 37 (and DE 38 when sent): the original is reversed at its issuer (a completion
 // by a 0420 advice after its 0220), and a completion's pre-authorization reopened.
 func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
@@ -559,6 +577,11 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "void-amount-mismatch")
 	case orig.Refunded > 0:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-refunded")
+	}
+	if closed, err := p.batchClosed(orig); err != nil {
+		return p.systemError(t, err)
+	} else if closed {
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", ReasonVoidBatchClosed)
 	}
 	if why := p.voidPolicy(t); why != "" {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", why)
