@@ -465,6 +465,21 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
+		case r.Currency != "" && orig.Currency != "" && r.Currency != orig.Currency:
+			// A terminal's reversal repeats its original's fields, DE 49 with them
+			// (the request it got no answer to): one in another currency is not of
+			// that original, whatever its amount, and reverse_full does not apply
+			// (its amount is not comparable). Declined, nothing reversed: answered
+			// 00, the terminal would show money given back that was not (until 7
+			// December 2026 the original was reversed). One without DE 49 is
+			// matched by DE 90 and the amount, as before.
+			unlock()
+			p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", r.TID).Str("original_rrn", rrn).
+				Str("currency", r.Currency).Str("original_currency", orig.Currency).
+				Msg("reversal refused: its currency (DE 49) is not its original's; nothing reversed")
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
+				fmt.Sprintf("currency %s is not the original's %s: nothing reversed", r.Currency, orig.Currency))
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "reversal-currency-mismatch")
 		case orig.Amount != r.Amount && orig.RequestedAmount() != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
 			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
@@ -573,6 +588,10 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-day")
 	case r.AuthCode != "" && r.AuthCode != orig.AuthCode:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-auth-code-mismatch")
+	case orig.Currency != "" && r.Currency != orig.Currency:
+		// Not the original's money, as for a refund: the terminal would show 20.00
+		// yuan voided where the switch voided 2.000 dinars (until 7 December 2026).
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-currency-mismatch")
 	case r.Amount != orig.Amount && r.Amount != orig.RequestedAmount():
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "void-amount-mismatch")
 	case orig.Refunded > 0:
