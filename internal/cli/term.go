@@ -80,7 +80,7 @@ var termKindFlags = func() map[string][]string {
 		"void":       with(card, "rrn", "auth", "orig-stan", "qr-original"),
 		"refund":     with(card, "rrn", "auth", "orig-stan", "qr-original", "resend"),
 		"balance":    with(card, "resend"),
-		"reversal":   with(card, "original", "orig-stan", "rrn", "auth"),
+		"reversal":   with(card, "original", "orig-stan", "reverses", "rrn", "auth"),
 		"echo":       nil,
 		"signon":     nil,
 		"signoff":    nil,

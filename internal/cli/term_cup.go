@@ -20,8 +20,8 @@ const demoTMK = "2315208C9110AD40F5B83C4A6E1D7F92"
 
 // cupTermArgs are the flags only `term --dialect cup` reads.
 type cupTermArgs struct {
-	tmk, scheme, totals, origSTAN, mac *string
-	track                              *bool
+	tmk, scheme, totals, origSTAN, mac, reverses *string
+	track                                        *bool
 }
 
 func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
@@ -31,6 +31,7 @@ func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 		totals:   fs.String("totals", "", "settle: the terminal's totals since its last batch PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM (sums in minor units)"),
 		origSTAN: fs.String("orig-stan", "", "cup: the original's STAN (F61.2 of a void, refund or reversal; a reversal's own STAN defaults to it)"),
 		mac:      fs.String("mac", "ecb", "cup: MAC algorithm, ecb or x919 (as the listener is configured for the terminal)"),
+		reverses: fs.String("reverses", "sale", "cup: the kind of request term reversal takes back: sale, refund, void, preauth, preauth-void, completion, completion-void, balance (its F3 and 60.1 are sent, as a terminal's reversal repeats them)"),
 		track:    fs.Bool("track", false, "cup: send the card as track 2 (encrypted under the TDK with --scheme 004)"),
 	}
 }
@@ -160,6 +161,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 		}
 	case "reversal":
 		tx.Kind = "reversal"
+		tx.Reverses = *a.reverses
 		if tx.STAN == "" {
 			tx.STAN = tx.OrigSTAN
 		}

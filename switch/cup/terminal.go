@@ -249,8 +249,14 @@ type Txn struct {
 	PINWithoutPAN bool
 	RRN, Auth     string // the original's, for voids, refunds, completion voids
 	OrigSTAN      string // the original's STAN, for reversals and pre-authorization voids
-	Totals        message.BatchTotals
-	STAN          string // "" for the next one
+	// Reverses, for a reversal, is the kind of the request it takes back ("": sale):
+	// its F3, F25 and 60.1 are that request's, as a terminal's reversal repeats
+	// them (ReversalOf), so that the switch finds a refund's STAN as a refund.
+	// Until 7 December 2026 a reversal was always built as a sale's (60.1 22), and
+	// one naming a refund's STAN reversed nothing though answered 00.
+	Reverses string
+	Totals   message.BatchTotals
+	STAN     string // "" for the next one
 	// TermInfo is F59, the terminal information TLV (e.g. "1722BD30.621555,114.361954":
 	// tag 17, the location).
 	TermInfo string
@@ -284,6 +290,13 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 	sh, ok := shapes[tx.Kind]
 	if !ok {
 		return nil, fmt.Errorf("unknown transaction kind %q", tx.Kind)
+	}
+	if tx.Kind == "reversal" && tx.Reverses != "" {
+		of, ok := shapes[tx.Reverses]
+		if !ok || of.mti == "0400" || of.mti == "0500" || of.mti == "0320" {
+			return nil, fmt.Errorf("reversal of %q: not a kind of request a reversal takes back (sale, refund, void, preauth, preauth-void, completion, completion-void, balance)", tx.Reverses)
+		}
+		sh = shape{"0400", of.proc, of.cond, of.typ}
 	}
 	stan := tx.STAN
 	if stan == "" {
