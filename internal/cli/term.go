@@ -249,6 +249,14 @@ func runTerm(env *Env, args []string) int {
 		if len(t.Original) != 42 || strings.Trim(t.Original, "0123456789") != "" {
 			return failUsage(env, "term reversal: --original %q: want 20 digits (the original's MTI, STAN and DE 7, as its answer printed them in ORIGINAL=) or the 42 of DE 90", *orig)
 		}
+		// A reversal repeats its original's DE 3: the switch declines one of
+		// another transaction type (reversal-processing-code-mismatch).
+		proc, ok := map[string]string{"sale": message.PCPurchase, "preauth": message.PCPurchase, "completion": message.PCPurchase,
+			"refund": message.PCRefund, "balance": message.PCBalance}[*cupArgs.reverses]
+		if !ok {
+			return fail(env, "term reversal: --reverses %q: want sale, refund, preauth, completion or balance (the kind of request --original names)", *cupArgs.reverses)
+		}
+		t.ProcCode = proc
 	case "qr-order", "qr-inquiry":
 		t.MTI, t.ProcCode, t.Expiry, needPAN = "0100", message.PCQROrder, "", false
 		if kind == "qr-inquiry" {

@@ -31,7 +31,7 @@ func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 		totals:   fs.String("totals", "", "settle: the terminal's totals since its last batch PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM (sums in minor units)"),
 		origSTAN: fs.String("orig-stan", "", "cup: the original's STAN (F61.2 of a void, refund or reversal; a reversal's own STAN defaults to it)"),
 		mac:      fs.String("mac", "ecb", "cup: MAC algorithm, ecb or x919 (as the listener is configured for the terminal)"),
-		reverses: fs.String("reverses", "sale", "cup: the kind of request term reversal takes back: sale, refund, void, preauth, preauth-void, completion, completion-void, balance (its F3 and 60.1 are sent, as a terminal's reversal repeats them)"),
+		reverses: fs.String("reverses", "sale", "reversal: the kind of request it takes back: sale, refund, preauth, completion, balance (its DE 3 is sent, and with --dialect cup its F25 and 60.1, as a terminal's reversal repeats them; cup also void, preauth-void, completion-void)"),
 		track:    fs.Bool("track", false, "cup: send the card as track 2 (encrypted under the TDK with --scheme 004)"),
 	}
 }

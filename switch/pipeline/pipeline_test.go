@@ -958,10 +958,11 @@ func TestRefund(t *testing.T) {
 	}
 }
 
-// reversal is the terminal's 0400 of the request tx, for amount.
+// reversal is the terminal's 0400 of the request tx, for amount, with tx's DE 3
+// (a terminal's reversal repeats it).
 func (h *harness) reversal(tx termclient.Txn, amount int64) termclient.Txn {
 	r := h.purchase(amount)
-	r.MTI = "0400"
+	r.MTI, r.ProcCode = "0400", tx.ProcCode
 	mti := tx.MTI
 	if mti == "" {
 		mti = "0200" // termclient's default

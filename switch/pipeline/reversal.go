@@ -465,6 +465,22 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
+		case len(orig.ProcCode) == 6 && r.ProcCode[:2] != orig.ProcCode[:2]:
+			// Its DE 3 says another transaction type (a purchase's 00 naming a
+			// refund, 20): a terminal's reversal repeats its original's DE 3, so
+			// this one is not of that original, and reversing it would move money
+			// the other way from what the terminal shows (taking back a card's
+			// refund while the terminal shows a purchase cancelled). Declined,
+			// nothing reversed, as an amount that differs is; the account types
+			// (digits 3 to 6) are not compared. Until 7 December 2026 DE 3 was not
+			// compared at all.
+			unlock()
+			p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", r.TID).Str("original_rrn", rrn).
+				Str("proc_code", r.ProcCode).Str("original_proc_code", orig.ProcCode).
+				Msg("reversal refused: its transaction type (DE 3) is not its original's; nothing reversed")
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
+				fmt.Sprintf("processing code %s is not of the original's transaction type (%s): nothing reversed", r.ProcCode, orig.ProcCode))
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "reversal-processing-code-mismatch")
 		case r.Currency != "" && orig.Currency != "" && r.Currency != orig.Currency:
 			// A terminal's reversal repeats its original's fields, DE 49 with them
 			// (the request it got no answer to): one in another currency is not of
