@@ -155,6 +155,9 @@ type approval struct {
 	amount                    int64
 	// kind and tid: a paced pattern's follow-up (patterns.go), "" for the others.
 	kind, tid string
+	// at is when the request was generated: a purchase sent before the terminal's
+	// last batch close is in a closed batch, which a void may no longer take back.
+	at time.Time
 }
 
 // termState is what a generated terminal remembers.
@@ -162,6 +165,10 @@ type termState struct {
 	mu     sync.Mutex
 	stan   uint32
 	recent []approval
+	// closed is when the terminal last sent its batch totals (0500): as a real
+	// terminal, it forgets the purchases of the batch then, since the switch
+	// declines a void of a closed batch's purchase (void-batch-closed).
+	closed time.Time
 }
 
 func (s *termState) nextSTAN() string {
@@ -339,7 +346,7 @@ func (f *Fleet) loadRequest(rng *rand.Rand, now time.Time) (request, error) {
 		}
 		tx.PINBlock = block
 		req, err := f.build(tx, nil, LabelLegit)
-		req.follow = &approval{stan: tx.STAN, de7: message.FormatDE7(now), pan: tx.PAN, amount: tx.Amount}
+		req.follow = &approval{stan: tx.STAN, de7: message.FormatDE7(now), pan: tx.PAN, amount: tx.Amount, at: now}
 		return req, err
 	case k < 90: // pre-authorization
 		tx := base
@@ -378,6 +385,9 @@ func (f *Fleet) loadRequest(rng *rand.Rand, now time.Time) (request, error) {
 	case k < 150: // echo
 		return f.build(termclient.Txn{MTI: "0800", NetCode: message.NMEcho, TID: t.tid, STAN: st.nextSTAN(), Time: now}, nil, labelNonFinancialPfx+"echo")
 	case k < 151: // batch totals (the terminal does not track them here: 00 or 95 both answer)
+		st.mu.Lock()
+		st.recent, st.closed = st.recent[:0], now
+		st.mu.Unlock()
 		return f.build(termclient.Txn{MTI: "0500", ProcCode: message.PCBatch, TID: t.tid, MID: "000000000000003", STAN: st.nextSTAN(), Time: now,
 			TLV: [][2]string{{"BT", "0,0,0,0"}}}, nil, labelNonFinancialPfx+"batch")
 	}
@@ -391,7 +401,7 @@ func (f *Fleet) loadRequest(rng *rand.Rand, now time.Time) (request, error) {
 	amount := pick()
 	putDigits(body[t.amountOff:t.amountOff+12], uint64(amount))
 	return request{body: body, key: t.tid + stan, label: LabelLegit, tid: t.tid,
-		follow: &approval{stan: stan, de7: message.FormatDE7(now), pan: pan, amount: amount}}, nil
+		follow: &approval{stan: stan, de7: message.FormatDE7(now), pan: pan, amount: amount, at: now}}, nil
 }
 
 // benchLegit is the bench terminals' ordinary traffic: bound POS with their identity,
@@ -475,7 +485,7 @@ func (f *Fleet) remember(tid string, a approval) {
 	}
 	st := f.term(tid)
 	st.mu.Lock()
-	if len(st.recent) < 8 {
+	if len(st.recent) < 8 && !a.at.Before(st.closed) { // answered after a close it preceded: in the closed batch
 		st.recent = append(st.recent, a)
 	}
 	st.mu.Unlock()

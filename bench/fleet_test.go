@@ -249,3 +249,59 @@ func TestPacedPatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestNoVoidOfAClosedBatch: a load terminal forgets its purchases when it sends its
+// batch totals, and an approval answered after a close it preceded is not kept, so
+// the fleet never voids a purchase of a closed batch (the switch declines that,
+// void-batch-closed: a false positive in the bench's counts).
+func TestNoVoidOfAClosedBatch(t *testing.T) {
+	f, err := NewFleet(5, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fraud, f.bench = 0, 0
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := time.Now()
+	inFlight := map[string][]approval{} // per terminal: generated, not yet answered
+	closedAt := map[string]time.Time{}
+	batches, voids := 0, 0
+	for i := 0; i < 200000 && (batches < 20 || voids < 200); i++ {
+		now = now.Add(time.Millisecond)
+		req, err := f.Next(rng, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := message.Decode(req.body, message.DialectASCII)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case r.MTI == "0500":
+			batches++
+			closedAt[r.TID] = now
+		case r.MTI == "0200" && r.ProcCode == message.PCVoid:
+			voids++
+		}
+		if req.follow != nil && req.follow.kind == "" {
+			inFlight[r.TID] = append(inFlight[r.TID], *req.follow)
+		}
+		// Answer the oldest in flight of this terminal a few requests later, as
+		// the switch would: some after the terminal's next close.
+		if q := inFlight[r.TID]; len(q) > 3 {
+			q[0].rrn, q[0].auth = fmt.Sprintf("%012d", i), "000001" // the answer's
+			f.remember(r.TID, q[0])
+			inFlight[r.TID] = q[1:]
+		}
+		st := f.term(r.TID)
+		st.mu.Lock()
+		for _, a := range st.recent {
+			if a.at.Before(closedAt[r.TID]) {
+				t.Fatalf("%s keeps a purchase of %v, before its batch close at %v: it could void it", r.TID, a.at, closedAt[r.TID])
+			}
+		}
+		st.mu.Unlock()
+	}
+	if batches == 0 || voids == 0 {
+		t.Fatalf("%d batch closes, %d voids: nothing tested", batches, voids)
+	}
+}
