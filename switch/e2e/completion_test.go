@@ -199,13 +199,24 @@ func TestCompletionCUP(t *testing.T) {
 		t.Errorf("settlement with the completion: %s F48 %s", cup.Summary(a), a.Str(48))
 	}
 
-	v := cupDo(t, term, cup.Txn{Kind: "completion-void", PAN: cupCard, Expiry: cupCardExp, Amount: 11500, RRN: c.Str(37), Auth: c.Str(38), OrigSTAN: c.Str(11)})
+	// The batch is closed: its completion is no longer voided (since 7 December
+	// 2026; the settlement would lose what the terminal reconciled).
+	if v := cupDo(t, term, cup.Txn{Kind: "completion-void", PAN: cupCard, Expiry: cupCardExp, Amount: 11500, RRN: c.Str(37), Auth: c.Str(38), OrigSTAN: c.Str(11)}); v.Str(39) != "12" || reason(v) != "void-batch-closed" {
+		t.Errorf("void of a completion in a closed batch: %s", cup.Summary(v))
+	}
+	// In the open batch, a completion's void reopens its pre-authorization.
+	preV := preauth(10000)
+	cV := complete(preV.Str(37), preV.Str(38), 10000)
+	if cV.Str(39) != "00" {
+		t.Fatalf("completion in the new batch: %s", cup.Summary(cV))
+	}
+	v := cupDo(t, term, cup.Txn{Kind: "completion-void", PAN: cupCard, Expiry: cupCardExp, Amount: 10000, RRN: cV.Str(37), Auth: cV.Str(38), OrigSTAN: cV.Str(11)})
 	if v.Str(39) != "00" {
 		t.Fatalf("completion void: %s", cup.Summary(v))
 	}
-	checkPreauthCompletedBy(t, f, pre.Str(37), "")
-	waitAdvice(t, f, c.Str(37), "completion's reversal", func(e issuersim.Entry) bool { return e.Reversals >= 1 })
-	if a := complete(pre.Str(37), pre.Str(38), 9000); a.Str(39) != "00" {
+	checkPreauthCompletedBy(t, f, preV.Str(37), "")
+	waitAdvice(t, f, cV.Str(37), "completion's reversal", func(e issuersim.Entry) bool { return e.Reversals >= 1 })
+	if a := complete(preV.Str(37), preV.Str(38), 9000); a.Str(39) != "00" {
 		t.Fatalf("completion of the reopened pre-authorization: %s", cup.Summary(a))
 	}
 
