@@ -397,12 +397,13 @@ func MaskID(s string) string {
 	if len(s) < minPAN {
 		return s
 	}
+	orig := s
 	if f, ok := foldDigits(s); ok {
 		s = f
 	}
 	runs := idCards(s)
 	if len(runs) == 0 {
-		return s
+		return orig
 	}
 	var b strings.Builder
 	last := 0

@@ -164,6 +164,19 @@ func TestMaskTextOtherDigits(t *testing.T) {
 	}
 }
 
+// TestMaskIDKeepsOtherText: a value without a card number comes back as it is,
+// its other digits not folded to ASCII.
+func TestMaskIDKeepsOtherText(t *testing.T) {
+	for _, s := range []string{"２０２６年１２月０７日 批次", "批次 ２０２６１２０７１７３９０５"} {
+		if got := MaskID(s); got != s {
+			t.Errorf("MaskID(%q) = %q, want it unchanged", s, got)
+		}
+		if got := MaskField(s); got != s {
+			t.Errorf("MaskField(%q) = %q, want it unchanged", s, got)
+		}
+	}
+}
+
 func TestInID(t *testing.T) {
 	for s, want := range map[string]string{
 		"z4761739001010267":        "z476173******0267", // glued to a letter, MaskText's blind spot
