@@ -59,7 +59,8 @@ const (
 func (t *TLV) AcceptsPartial() bool { return t.Has&HasPartialOK != 0 && t.PartialOK == "1" }
 
 // TLV is a decoded DE 48: the known tags by value, unknown tags dropped. Values are
-// substrings of the field, so decoding allocates nothing beyond the struct.
+// substrings of the field, so decoding allocates nothing beyond the struct, unless a
+// value holds a card number (maskTag).
 type TLV struct {
 	Device, SIM, IMEI, Geo, Cell, AppVersion string
 	Integrity, Attestation, KSN, BatchTotals string

@@ -835,9 +835,9 @@ func (b *Outbox) checkEndpoint(merchant, rawURL, secret string) error {
 	if rawURL == "" {
 		return nil
 	}
-	if carddata.MaskField(rawURL) != rawURL {
+	if shown := carddata.MaskField(rawURL); shown != rawURL {
 		// The URL is shown to the reviewer and kept in the change and the oplog.
-		return fmt.Errorf("webhook URL %q: %w: holds a card number", carddata.MaskField(rawURL), ErrInvalid)
+		return fmt.Errorf("webhook URL %q: %w: holds a card number", shown, ErrInvalid)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

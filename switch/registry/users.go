@@ -369,8 +369,7 @@ func (r *store) checkNewUser(p Actor, name, role string) error {
 		return forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
 	}
 	if !ValidUserName(name) {
-		shown, _ := carddata.MaskText(name) // the error reaches the API's answer and the logs
-		shown = carddata.MaskID(shown)
+		shown := carddata.MaskField(name) // the error reaches the API's answer and the logs
 		return invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name) or a name that reads as it, and no card number", shown, SystemActor)
 	}
 	if !validRole(role) {

@@ -313,11 +313,11 @@ func (s *Scheduler) poke() {
 // bidi or invisible character (registry.NoteProblem).
 func (s *Scheduler) Validate(t Task) error {
 	if t.Name == "" || len(t.Name) > 64 || strings.ContainsAny(t.Name, "/ \t\n") {
-		return fmt.Errorf("task name %q: want 1 to 64 characters without '/' or spaces", carddata.MaskID(maskedText(t.Name)))
+		return fmt.Errorf("task name %q: want 1 to 64 characters without '/' or spaces", carddata.MaskField(t.Name))
 	}
 	if pr := registry.NoteProblem(t.Name); pr != "" || strings.ContainsRune(t.Name, '\r') {
 		return fmt.Errorf("task name %q: %s: want 1 to 64 characters without '/', spaces, control, bidi or invisible characters",
-			carddata.MaskID(maskedText(t.Name)), cmp.Or(pr, "a carriage return"))
+			carddata.MaskField(t.Name), cmp.Or(pr, "a carriage return"))
 	}
 	if carddata.InID(t.Name) {
 		return fmt.Errorf("task name %q: holds a card number: a task's name and parameters are shown, logged and kept as they are", carddata.MaskID(t.Name))
@@ -326,8 +326,8 @@ func (s *Scheduler) Validate(t Task) error {
 		if pr := cmp.Or(registry.NoteProblem(k), registry.NoteProblem(v)); pr != "" {
 			return fmt.Errorf("task %s: parameter %q: %s; parameters take any script, not characters that reorder or hide text", t.Name, k, pr)
 		}
-		if _, n := carddata.MaskText(v); n > 0 || carddata.InID(k) || carddata.InID(v) {
-			return fmt.Errorf("task %s: parameter %q: holds a card number (%s): a task's name and parameters are shown, logged and kept as they are", t.Name, carddata.MaskID(k), carddata.MaskID(maskedText(v)))
+		if shown := carddata.MaskField(v); shown != v || carddata.InID(k) {
+			return fmt.Errorf("task %s: parameter %q: holds a card number (%s): a task's name and parameters are shown, logged and kept as they are", t.Name, carddata.MaskID(k), shown)
 		}
 	}
 	s.mu.Lock()
@@ -478,9 +478,4 @@ func (s *Scheduler) recoverInterrupted() error {
 		s.fail(r)
 	}
 	return nil
-}
-
-func maskedText(s string) string {
-	m, _ := carddata.MaskText(s)
-	return m
 }
