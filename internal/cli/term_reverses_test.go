@@ -1,15 +1,10 @@
 package cli
 
 import (
-	"bufio"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/moov-io/iso8583"
-
-	"github.com/switchyard/switchyard/switch/frontend"
-	"github.com/switchyard/switchyard/switch/message"
 )
 
 // TestTermReversalReverses: `term reversal --original` sends DE 3 of the kind of
@@ -20,49 +15,12 @@ import (
 // the refund's reversal. The switch is a loopback listener that records DE 3 and
 // answers 00.
 func TestTermReversalReverses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	got := make(chan string, 8)
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer nc.Close()
-				r := bufio.NewReader(nc)
-				for {
-					body, err := frontend.ReadFrame(r, nil, 0xFFFF)
-					if err != nil {
-						return
-					}
-					req := iso8583.NewMessage(message.SpecASCII)
-					if err := req.Unpack(body); err != nil {
-						return
-					}
-					de3, _ := req.GetString(3)
-					got <- de3
-					resp := iso8583.NewMessage(message.SpecASCII)
-					resp.MTI("0410")
-					for _, id := range []int{7, 11, 41} {
-						v, _ := req.GetString(id)
-						_ = resp.Field(id, v)
-					}
-					_ = resp.Field(39, "00")
-					b, err := message.Pack(resp, nil)
-					if err != nil {
-						return
-					}
-					_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
-				}
-			}()
-		}
-	}()
-	base := []string{"term", "reversal", "--addr", ln.Addr().String(), "--amount", "10.00", "--original", "02001234561207120000", "--timeout", "10s"}
+	addr := loopbackSwitch(t, "0410", func(req *iso8583.Message) {
+		de3, _ := req.GetString(3)
+		got <- de3
+	})
+	base := []string{"term", "reversal", "--addr", addr, "--amount", "10.00", "--original", "02001234561207120000", "--timeout", "10s"}
 	for _, c := range []struct {
 		args []string
 		de3  string

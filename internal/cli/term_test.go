@@ -211,50 +211,13 @@ func TestTermResend(t *testing.T) {
 // caught by the message packer. The switch is a loopback listener that records
 // DE 4 and DE 49 of each request and answers 00.
 func TestTermAmountInItsCurrency(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	got := make(chan [2]string, 8)
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer nc.Close()
-				r := bufio.NewReader(nc)
-				for {
-					body, err := frontend.ReadFrame(r, nil, 0xFFFF)
-					if err != nil {
-						return
-					}
-					req := iso8583.NewMessage(message.SpecASCII)
-					if err := req.Unpack(body); err != nil {
-						return
-					}
-					de4, _ := req.GetString(4)
-					de49, _ := req.GetString(49)
-					got <- [2]string{de4, de49}
-					resp := iso8583.NewMessage(message.SpecASCII)
-					resp.MTI("0210")
-					for _, id := range []int{7, 11, 41} {
-						v, _ := req.GetString(id)
-						_ = resp.Field(id, v)
-					}
-					_ = resp.Field(39, "00")
-					b, err := message.Pack(resp, nil)
-					if err != nil {
-						return
-					}
-					_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
-				}
-			}()
-		}
-	}()
-	base := []string{"term", "purchase", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--timeout", "10s"}
+	addr := loopbackSwitch(t, "0210", func(req *iso8583.Message) {
+		de4, _ := req.GetString(4)
+		de49, _ := req.GetString(49)
+		got <- [2]string{de4, de49}
+	})
+	base := []string{"term", "purchase", "--addr", addr, "--pan", "4761739001010119", "--timeout", "10s"}
 	for _, c := range []struct {
 		args     []string
 		de4, cur string
@@ -296,4 +259,52 @@ func TestTermAmountInItsCurrency(t *testing.T) {
 		t.Errorf("a refused amount was sent: DE 4 %s DE 49 %s", g[0], g[1])
 	default:
 	}
+}
+
+// loopbackSwitch is a switch for term's tests: a loopback listener that hands each
+// request (ascii dialect) to record and answers it with MTI mti, its DE 7, 11 and
+// 41 and DE 39 00. It returns the listener's address.
+func loopbackSwitch(t *testing.T, mti string, record func(req *iso8583.Message)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				r := bufio.NewReader(nc)
+				for {
+					body, err := frontend.ReadFrame(r, nil, 0xFFFF)
+					if err != nil {
+						return
+					}
+					req := iso8583.NewMessage(message.SpecASCII)
+					if err := req.Unpack(body); err != nil {
+						return
+					}
+					record(req)
+					resp := iso8583.NewMessage(message.SpecASCII)
+					resp.MTI(mti)
+					for _, id := range []int{7, 11, 41} {
+						v, _ := req.GetString(id)
+						_ = resp.Field(id, v)
+					}
+					_ = resp.Field(39, "00")
+					b, err := message.Pack(resp, nil)
+					if err != nil {
+						return
+					}
+					_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
