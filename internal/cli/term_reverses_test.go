@@ -16,7 +16,7 @@ import (
 // answers 00.
 func TestTermReversalReverses(t *testing.T) {
 	got := make(chan string, 8)
-	addr := loopbackSwitch(t, "0410", func(req *iso8583.Message) {
+	addr := loopbackSwitch(t, "0410", func(req, _ *iso8583.Message) {
 		de3, _ := req.GetString(3)
 		got <- de3
 	})

@@ -45,47 +45,8 @@ func TestDemoKSNKeepsTheDemoPrefix(t *testing.T) {
 // the bytes, and the operator's terminal acted on them. The switch is a loopback
 // listener that answers every request with RC 00 and that code.
 func TestTermAnswerEscapesControls(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer nc.Close()
-				r := bufio.NewReader(nc)
-				for {
-					body, err := frontend.ReadFrame(r, nil, 0xFFFF)
-					if err != nil {
-						return
-					}
-					req := iso8583.NewMessage(message.SpecASCII)
-					if err := req.Unpack(body); err != nil {
-						return
-					}
-					resp := iso8583.NewMessage(message.SpecASCII)
-					resp.MTI("0210")
-					for _, id := range []int{7, 11, 41} {
-						v, _ := req.GetString(id)
-						_ = resp.Field(id, v)
-					}
-					_ = resp.Field(38, "\x1b[2J12")
-					_ = resp.Field(39, "00")
-					b, err := message.Pack(resp, nil)
-					if err != nil {
-						return
-					}
-					_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
-				}
-			}()
-		}
-	}()
-	args := []string{"term", "purchase", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--amount", "1000"}
+	addr := loopbackSwitch(t, "0210", func(_, resp *iso8583.Message) { _ = resp.Field(38, "\x1b[2J12") })
+	args := []string{"term", "purchase", "--addr", addr, "--pan", "4761739001010119", "--amount", "1000"}
 	code, out, errs := runCLI(t, nil, args...)
 	if code != 0 || strings.ContainsAny(out, "\x1b") || !strings.Contains(out, `AUTH=\x1b[2J12 `) {
 		t.Fatalf("term: exit %d\n%q\n%s", code, out, errs)
@@ -212,7 +173,7 @@ func TestTermResend(t *testing.T) {
 // DE 4 and DE 49 of each request and answers 00.
 func TestTermAmountInItsCurrency(t *testing.T) {
 	got := make(chan [2]string, 8)
-	addr := loopbackSwitch(t, "0210", func(req *iso8583.Message) {
+	addr := loopbackSwitch(t, "0210", func(req, _ *iso8583.Message) {
 		de4, _ := req.GetString(4)
 		de49, _ := req.GetString(49)
 		got <- [2]string{de4, de49}
@@ -261,10 +222,11 @@ func TestTermAmountInItsCurrency(t *testing.T) {
 	}
 }
 
-// loopbackSwitch is a switch for term's tests: a loopback listener that hands each
-// request (ascii dialect) to record and answers it with MTI mti, its DE 7, 11 and
-// 41 and DE 39 00. It returns the listener's address.
-func loopbackSwitch(t *testing.T, mti string, record func(req *iso8583.Message)) string {
+// loopbackSwitch is a switch for term's tests: a loopback listener that answers each
+// request (ascii dialect) with MTI mti, its DE 7, 11 and 41 and DE 39 00, after
+// handing both to answer (which records the request, or changes the answer). It
+// returns the listener's address.
+func loopbackSwitch(t *testing.T, mti string, answer func(req, resp *iso8583.Message)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -289,7 +251,6 @@ func loopbackSwitch(t *testing.T, mti string, record func(req *iso8583.Message))
 					if err := req.Unpack(body); err != nil {
 						return
 					}
-					record(req)
 					resp := iso8583.NewMessage(message.SpecASCII)
 					resp.MTI(mti)
 					for _, id := range []int{7, 11, 41} {
@@ -297,6 +258,7 @@ func loopbackSwitch(t *testing.T, mti string, record func(req *iso8583.Message))
 						_ = resp.Field(id, v)
 					}
 					_ = resp.Field(39, "00")
+					answer(req, resp)
 					b, err := message.Pack(resp, nil)
 					if err != nil {
 						return
