@@ -68,9 +68,10 @@ type LateScanner interface {
 // time for a record with neither. A batch holds the approved records whose BatchTime
 // is from its terminal's previous close to its own (the 0500's receive time), so a
 // transaction decided after a close, whenever it was received, is in the next
-// batch, as the terminal counts it: it learns of the approval after its 0500. Its
-// reversal after the batch it is in was closed changes no batch (the terminal
-// counted it in the batch it closed).
+// batch, as the terminal counts it: it learns of the approval after its 0500. A
+// void or reversal of it after the batch it is in was closed is declined
+// (ReasonVoidBatchClosed, ReasonReversalBatchClosed): the terminal counted it in
+// the batch it closed.
 func BatchTime(r *journal.Record) time.Time {
 	at, ok := r.DecidedAt()
 	if !ok || at.Before(r.Received) {

@@ -25,8 +25,8 @@ func (h *harness) batchOf(bt string) answer {
 // notified it after the close (received by the order book before it; once a few
 // seconds before, once two hours before, which the index of late changes finds) are
 // in the next batch, a purchase approved before the close is in the closed batch
-// only, and a reversal after the close does not move it (a void of it is
-// declined, void-batch-closed). Before, a batch counted the records received
+// only, and neither a void nor a reversal after the close changes it (both are
+// declined, void-batch-closed and reversal-batch-closed). Before, a batch counted the records received
 // between the closes that were approved when it closed: the
 // purchase and the payments were in no batch, the next one was answered 95.
 func TestBatchMembershipByDecision(t *testing.T) {
@@ -80,15 +80,15 @@ func TestBatchMembershipByDecision(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The purchase of batch 1 reversed after its close: the terminal counted it in
-	// the batch it closed, and the switch did too. (A void of it is declined:
-	// TestVoidAfterBatchClosed.)
+	// The purchase of batch 1 voided and reversed after its close: the terminal
+	// counted it in the batch it closed, and the switch did too, so both are
+	// declined (TestVoidAfterBatchClosed, TestReversalAfterBatchClosed).
 	h.clock.Advance(time.Second)
 	if a := h.do(h.void(before, 1000)); a.RC != "12" || a.Reason != ReasonVoidBatchClosed {
 		t.Fatalf("void after the close: %s %q, want 12 %s", a.RC, a.Reason, ReasonVoidBatchClosed)
 	}
-	if a := h.do(h.reversal(beforeTx, 1000)); a.RC != "00" {
-		t.Fatalf("reversal after the close: %s %q", a.RC, a.Reason)
+	if a := h.do(h.reversal(beforeTx, 1000)); a.RC != "12" || a.Reason != ReasonReversalBatchClosed {
+		t.Fatalf("reversal after the close: %s %q, want 12 %s", a.RC, a.Reason, ReasonReversalBatchClosed)
 	}
 	h.clock.Advance(time.Second)
 	if a := h.batchOf("3,3900,0,0"); a.RC != "00" {

@@ -422,6 +422,10 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			return p.systemError(t, err)
 		}
 		orig, err := p.journal.Get(rrn)
+		closed := false
+		if err == nil && inBatch(orig) && orig.Approved() && !orig.Reversed() {
+			closed, err = p.batchClosed(ctx, orig)
+		}
 		switch {
 		case err != nil:
 			unlock()
@@ -465,6 +469,20 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
+		case closed:
+			// The terminal counted it in a batch it has closed (an 0500 after
+			// it), as it would a void's original (ReasonVoidBatchClosed): a
+			// terminal sends the reversals it owes before its 0500, so this one
+			// is late or not of this terminal's batch, and reversing it would
+			// take out of the day's settlement money the terminal reconciled.
+			// Declined, nothing reversed; the terminal refunds it instead.
+			// Until 8 December 2026 it was reversed.
+			unlock()
+			p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", r.TID).Str("original_rrn", rrn).
+				Msg("reversal refused: its original is in a batch the terminal has closed; nothing reversed")
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
+				"original "+rrn+" is in a batch the terminal has closed: nothing reversed (refund it instead)")
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", ReasonReversalBatchClosed)
 		case len(orig.ProcCode) == 6 && r.ProcCode[:2] != orig.ProcCode[:2]:
 			// Its DE 3 says another transaction type (a purchase's 00 naming a
 			// refund, 20): a terminal's reversal repeats its original's DE 3, so
@@ -547,12 +565,34 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 // day's settlement had no line for what the terminal had reconciled.
 const ReasonVoidBatchClosed = "void-batch-closed"
 
+// ReasonReversalBatchClosed is the reason of a reversal (declined 12) of a
+// purchase, completion or refund whose batch the terminal has closed, for the
+// reasons of ReasonVoidBatchClosed. Since 8 December 2026.
+const ReasonReversalBatchClosed = "reversal-batch-closed"
+
+// inBatch reports whether orig is of a type a batch counts (addTotals).
+func inBatch(orig *journal.Record) bool {
+	return orig.Type == "purchase" || orig.Type == "completion" || orig.Type == "refund"
+}
+
 // batchClosed reports whether orig is in a batch its terminal has closed: its
-// BatchTime is before the terminal's last close, as BatchTotals counts it.
-func (p *Pipeline) batchClosed(orig *journal.Record) (bool, error) {
+// BatchTime is before the terminal's last close, as BatchTotals counts it. In a
+// cluster (CatchUpper) it first waits, up to batchCatchUp, until this node holds
+// every batch close the cluster's stream held, so that an 0500 answered by
+// another node a moment ago counts (before 8 December 2026 only the closes this
+// node had applied did).
+func (p *Pipeline) batchClosed(ctx context.Context, orig *journal.Record) (bool, error) {
+	if c, ok := p.journal.(CatchUpper); ok {
+		cctx, cancel := context.WithTimeout(ctx, batchCatchUp)
+		err := c.CaughtUp(cctx)
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("change of %s: waiting for terminal %s's batch closes on the other nodes: %w", orig.RRN, orig.TID, err)
+		}
+	}
 	last, err := p.journal.LastBatch(orig.TID)
 	if err != nil {
-		return false, fmt.Errorf("void of %s: terminal %s's last batch close: %w", orig.RRN, orig.TID, err)
+		return false, fmt.Errorf("change of %s: terminal %s's last batch close: %w", orig.RRN, orig.TID, err)
 	}
 	return !last.IsZero() && BatchTime(orig).Before(last), nil
 }
@@ -613,7 +653,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	case orig.Refunded > 0:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-refunded")
 	}
-	if closed, err := p.batchClosed(orig); err != nil {
+	if closed, err := p.batchClosed(ctx, orig); err != nil {
 		return p.systemError(t, err)
 	} else if closed {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", ReasonVoidBatchClosed)
