@@ -9,6 +9,7 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/termclient"
 )
 
 // laggingJournal is the fake journal of a cluster node whose applier has not yet
@@ -93,4 +94,34 @@ func TestBatchOnALaggingNode(t *testing.T) {
 			t.Fatalf("0500 of the batch after the one closed on node 2 (one purchase of 4.00): %s %q, want 00 (the applier waited for %d times)", a.RC, a.Reason, lj.waits)
 		}
 	})
+	// A void or reversal of a purchase whose batch another node closed a moment
+	// before (in the stream, not applied here yet) is judged after the catch-up:
+	// declined as of a closed batch. Before 8 December 2026 it was judged by the
+	// closes this node held, and approved.
+	for _, c := range []struct {
+		name   string
+		change func(h *harness, tx termclient.Txn, a answer) termclient.Txn
+		reason string
+	}{
+		{"void", func(h *harness, _ termclient.Txn, a answer) termclient.Txn { return h.void(a, 1000) }, ReasonVoidBatchClosed},
+		{"reversal", func(h *harness, tx termclient.Txn, _ answer) termclient.Txn { return h.reversal(tx, 1000) }, ReasonReversalBatchClosed},
+	} {
+		t.Run(c.name+" after the batch closed on another node, not applied yet", func(t *testing.T) {
+			h, lj := lagging(t)
+			tx := h.purchase(1000)
+			a := h.do(tx)
+			if a.RC != "00" {
+				t.Fatalf("purchase: %s %q", a.RC, a.Reason)
+			}
+			h.clock.Advance(time.Second)
+			lj.batches = map[string]time.Time{testTID: h.clock.Now()}
+			h.clock.Advance(time.Second)
+			if got := h.do(c.change(h, tx, a)); got.RC != "12" || got.Reason != c.reason {
+				t.Fatalf("%s of a purchase of a batch closed on node 2: %s %q, want 12 %s (the applier waited for %d times)", c.name, got.RC, got.Reason, c.reason, lj.waits)
+			}
+			if o := h.record(a.RRN); o.Reversed() {
+				t.Fatalf("declined %s: original reversed by %q", c.name, o.ReversedBy)
+			}
+		})
+	}
 }
