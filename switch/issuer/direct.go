@@ -274,8 +274,11 @@ func (c *coalescingWriter) fail(err error) {
 // body is the request encoded, and mk makes the same request as a message, to go
 // through iso8583-connection's Reply if the connection has not written yet (nil: the
 // request then fails with ErrUnavailable, nothing sent); full asks for the answer as a
-// message. id is the request's requestID.
-func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk func() (*iso8583.Message, error), full bool, timeout time.Duration) (answer, error) {
+// message. id is the request's requestID. The wait ends early, as a timeout does
+// (the request may have been answered: it is in doubt), when done is closed: a
+// caller's context cancelled (nil: never, as for the pipeline's sends, which wait for
+// their answer whatever happens to the terminal's request).
+func (l *Link) roundTrip(done <-chan struct{}, c *connection.Connection, id string, body []byte, mk func() (*iso8583.Message, error), full bool, timeout time.Duration) (answer, error) {
 	v, found := l.writers.Load(c)
 	if !found {
 		// Closed since the pool handed it out (its writer is gone): nothing was sent.
@@ -324,5 +327,15 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 		default:
 		}
 		return answer{}, ErrTimeout
+	case <-done:
+		cw.abandon(id)
+		select {
+		case a := <-ch:
+			if a.err == nil {
+				return a, nil
+			}
+		default:
+		}
+		return answer{}, fmt.Errorf("%w: the wait for the answer was cancelled", ErrTimeout)
 	}
 }

@@ -353,7 +353,7 @@ func (l *Link) signOn(c *connection.Connection) error {
 	_ = m.Field(7, message.FormatDE7(time.Now()))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMSignOn)
-	resp, err := l.sendOn(c, m, l.networkTimeout())
+	resp, err := l.sendOn(nil, c, m, l.networkTimeout())
 	if err != nil {
 		return fmt.Errorf("sign-on to %s: %w", c.Addr(), err)
 	}
@@ -402,7 +402,7 @@ func (l *Link) echo(c *connection.Connection) {
 	_ = m.Field(7, message.FormatDE7(start))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMEcho)
-	_, err := l.sendOn(c, m, l.networkTimeout())
+	_, err := l.sendOn(nil, c, m, l.networkTimeout())
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrTimeout) && cw.lastRead().After(start):
@@ -537,7 +537,7 @@ func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Durati
 		if err != nil {
 			return nil, ErrUnavailable
 		}
-		a, err := l.sendOn(c, m, timeout)
+		a, err := l.sendOn(ctx.Done(), c, m, timeout)
 		if errors.Is(err, errNotWritten) && tries < l.poolSize() {
 			continue // as SendPacked
 		}
@@ -545,8 +545,9 @@ func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Durati
 	}
 }
 
-// sendOn sends m on connection c and waits up to timeout for its answer (direct.go).
-func (l *Link) sendOn(c *connection.Connection, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error) {
+// sendOn sends m on connection c and waits up to timeout for its answer, or until
+// done is closed (direct.go).
+func (l *Link) sendOn(done <-chan struct{}, c *connection.Connection, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error) {
 	id, err := requestID{}.GenerateRequestID(m)
 	if err != nil {
 		return nil, fmt.Errorf("issuer %s: %w", l.cfg.ID, err)
@@ -555,7 +556,7 @@ func (l *Link) sendOn(c *connection.Connection, m *iso8583.Message, timeout time
 	if err != nil {
 		return nil, fmt.Errorf("issuer %s: packing %s: %w", l.cfg.ID, id, err)
 	}
-	a, err := l.roundTrip(c, id, body, func() (*iso8583.Message, error) { return m, nil }, true, timeout)
+	a, err := l.roundTrip(done, c, id, body, func() (*iso8583.Message, error) { return m, nil }, true, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -757,7 +758,7 @@ func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byt
 		}
 		// The pool hands out signed-on connections only, whose writers have their
 		// sockets: no message for Reply is needed (mk nil).
-		a, err := l.roundTrip(c, stan+"/"+rrn, body, nil, false, timeout)
+		a, err := l.roundTrip(ctx.Done(), c, stan+"/"+rrn, body, nil, false, timeout)
 		if errors.Is(err, errNotWritten) && tries < l.poolSize() {
 			continue
 		}
