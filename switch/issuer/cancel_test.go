@@ -30,7 +30,7 @@ func TestSendEndsWhenCancelled(t *testing.T) {
 			return []scriptedAnswer{{mti: message.ResponseMTI(mti), rc: message.RCApproved, gate: never}}
 		}})
 	t.Cleanup(func() { close(never) }) // before the issuer's own clean-up, which waits for its answers
-	const timeout = 10 * time.Minute // what a test waiting for it would never see
+	const timeout = 10 * time.Minute   // what a test waiting for it would never see
 	l, err := Dial(Config{ID: "silent", Addrs: []string{iss.addr()}, Connections: 1, Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
