@@ -84,14 +84,21 @@ const (
 // masked form (first 6, '*', last 4) and reports how many it replaced. A card
 // number is 13 to 19 digits that pass the Luhn check, written in one piece or in
 // groups of 3 to 10 digits joined by single spaces or single dashes (one kind per
-// number), not glued to a letter or another digit. Track data loses everything but
-// the masked PAN: in track 2 (PAN, '=' or 'D', digits) the separator and the digits
-// after it, in track 1 ("%B" PAN "^" name "^" digits) the format code, name and
-// digits. When two readings of a run of groups overlap (a number typed just before
-// a PAN may pass the check with the PAN's first groups) the whole run is masked as
-// one, so that no reading leaves digits of a PAN in clear. Numbers that fail the
+// number). Glued to a letter or '_' ("X4761739001010119", "card4761739001010119end",
+// "ref:X4761-7390-0101-0119"), a number is masked when it passes an identifier's
+// test (InID: 16 to 19 digits, or 13 to 15 with a card scheme's prefix, no ICCID),
+// its leading zeros put aside, so that merchant IDs, timestamps, IMEIs, ICCIDs and
+// zero-padded counters glued to a letter stay; and never inside a hex hash, a token
+// of 32, 40 or 64 hex digits in one case (a card hash, SHA-1, SHA-256: hashLen).
+// Until 8 December 2026 a number glued to a letter was left in clear. Track data
+// loses everything but the masked PAN: in track 2 (PAN, '=' or 'D', digits) the
+// separator and the digits after it, in track 1 ("%B" PAN "^" name "^" digits) the
+// format code, name and digits. When two readings of a run of groups overlap (a
+// number typed just before a PAN may pass the check with the PAN's first groups)
+// the whole run is masked as one, so that no reading leaves digits of a PAN in
+// clear. Numbers that fail the
 // Luhn check, shorter or longer runs (amounts, 12-digit RRNs, STANs, dates, phone
-// numbers) and digits inside words (card hashes in hex, IDs) are left as they are.
+// numbers) and digits inside hex hashes are left as they are.
 //
 // Digits of other scripts count as their ASCII values: a card number typed with a
 // Chinese input method in full-width mode (４７６１…), or in Arabic-Indic digits, is
@@ -165,12 +172,13 @@ func maskText(s string) (string, int) {
 	}
 	var b strings.Builder
 	n, copied := 0, 0
+	var buf [8]group // the groups of most runs: no allocation for each
 	for i := 0; i < len(s); {
 		if !isDigit(s[i]) {
 			i++
 			continue
 		}
-		gs := groups(s, i)
+		gs := groups(s, i, buf[:0])
 		next := gs[len(gs)-1].end
 		if len(gs) > 1 {
 			// The last group may start a number written with the other separator.
@@ -221,9 +229,8 @@ type group struct{ start, end int }
 // separators, one to three of space, tab, '-', '.', '/' and '_' ("4761 7390 0101
 // 0119", "4761.7390.0101.0119", "4761 - 7390 - 0101 - 0119"). The kinds may mix
 // ("4761 7390-0101 0119"): until 7 December 2026 one kind per number, a single
-// space or dash, was read, and the rest left in clear.
-func groups(s string, i int) []group {
-	var gs []group
+// space or dash, was read, and the rest left in clear. It appends them to gs.
+func groups(s string, i int, gs []group) []group {
 	for {
 		j := i
 		for j < len(s) && isDigit(s[j]) {
@@ -252,11 +259,12 @@ func isSep(c byte) bool {
 // first to last.
 type found struct{ start, end, first, last int }
 
-// match finds the longest card number that starts with group a of gs.
+// match finds the longest card number that starts with group a of gs. A number
+// glued to a letter or '_' (before its first group or after its last) must pass
+// the stricter test of an identifier's (gluedCard), and is never part of a hex
+// hash (hexHash).
 func match(s string, gs []group, a int) (found, bool) {
-	if a == 0 && gs[0].start > 0 && isWord(s[gs[0].start-1]) && !track1Start(s, gs[0].start) {
-		return found{}, false
-	}
+	gluedBefore := a == 0 && gs[0].start > 0 && isWord(s[gs[0].start-1]) && !track1Start(s, gs[0].start)
 	var best found
 	ok := false
 	digits := make([]byte, 0, maxPAN)
@@ -272,16 +280,75 @@ func match(s string, gs []group, a int) (found, bool) {
 			continue
 		}
 		end := gs[z].end
+		gluedAfter := false
 		if z == len(gs)-1 && end < len(s) {
 			if e, isTrack := trackEnd(s, end, z == a, track1Start(s, gs[a].start)); isTrack {
 				end = e
-			} else if isWord(s[end]) {
-				continue
+			} else {
+				gluedAfter = isWord(s[end])
 			}
+		}
+		if (gluedBefore || gluedAfter) && (!gluedCard(digits) ||
+			gluedBefore && hexHash(s, gs[a].start) || gluedAfter && hexHash(s, gs[z].start)) {
+			continue
 		}
 		best, ok = found{start: g0start(s, gs[a].start), end: end, first: a, last: z}, true
 	}
 	return best, ok
+}
+
+// gluedCard reports whether digits, a number glued to a letter
+// ("X4761739001010119", "card4761739001010119end"), read as a card number: as in
+// an identifier (cardRun: 16 to 19 digits, or 13 to 15 with a scheme's prefix; no
+// ICCID), its leading zeros put aside, since no card number starts with 0 (ISO/IEC
+// 7812 gives cards no major industry identifier 0) while padded counters and IDs
+// do ("M0000000000000000000", the amount "9F0206000000001000" of chip data, a DE 48
+// value after its length). Plain Luhn, enough for a number standing alone, would
+// take a tenth of the 15-digit merchant IDs and 14-digit timestamps glued to a
+// letter.
+func gluedCard(digits []byte) bool {
+	k := 0
+	for k < len(digits) && digits[k] == '0' {
+		k++
+	}
+	return cardRun(string(digits[k:]))
+}
+
+// hashLen reports whether n hex digits is the length of a hash the switch prints
+// or an operator pastes: 32 (the card hash, HMAC-SHA256 cut to 16 bytes; capture
+// keys; the 16-byte references), 40 (SHA-1, a commit) and 64 (SHA-256 and
+// HMAC-SHA256: audit links, oplog and change digests, packages, signatures).
+// Shorter hex (a 16-digit fingerprint) is not kept whole: a PAN glued to three hex
+// letters is as long.
+func hashLen(n int) bool { return n == 32 || n == 40 || n == 64 }
+
+// hexHash reports whether the token around s[i] (its run of ASCII letters and
+// digits) is a hex hash: hex digits only, in one case, and hashLen long. Its digit
+// runs are left as they are, though one may read as a card number.
+func hexHash(s string, i int) bool {
+	start, end := i, i
+	for start > 0 && isAlnum(s[start-1]) {
+		start--
+	}
+	for end < len(s) && isAlnum(s[end]) {
+		end++
+	}
+	if !hashLen(end - start) {
+		return false
+	}
+	lower, upper := false, false
+	for k := start; k < end; k++ {
+		switch c := s[k]; {
+		case isDigit(c):
+		case 'a' <= c && c <= 'f':
+			lower = true
+		case 'A' <= c && c <= 'F':
+			upper = true
+		default:
+			return false
+		}
+	}
+	return !(lower && upper)
 }
 
 // grouped reports whether g can be a group of a PAN written with separators.
@@ -368,16 +435,22 @@ func countDigits(s string) int {
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // isWord reports whether c is a letter, a digit or '_': digits glued to one are
-// part of a word (a hash, an ID), not a card number.
+// part of a word (a hash, an ID), and read as a card number only as an
+// identifier's are (gluedCard).
 func isWord(c byte) bool {
-	return isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
+	return isAlnum(c) || c == '_'
+}
+
+// isAlnum reports whether c is an ASCII letter or digit.
+func isAlnum(c byte) bool {
+	return isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // InID reports whether s, an identifier (a key ID, a rule's or a task's name, a
 // parameter), holds a run of digits that reads as a card number, wherever it stands:
-// unlike MaskText, digits glued to letters count ("z4761739001010267",
-// "owner4761739001010119x"), since an identifier has no words to tell a hash from a
-// pasted PAN. A run reads as a card number when it passes the Luhn check and has 16
+// digits glued to letters count ("z4761739001010267", "owner4761739001010119x"), as
+// in MaskText, and so do those of a hex hash, since an identifier holds none. A
+// run reads as a card number when it passes the Luhn check and has 16
 // to 19 digits, or 13 to 15 with a card scheme's prefix: 4 for 13 digits (Visa), 30,
 // 36 or 38 for 14 (Diners), 34 or 37 for 15 (American Express). Runs of 13 to 15
 // digits without one are left alone: a merchant ID has 15 digits and a timestamp 14,

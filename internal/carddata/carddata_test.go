@@ -56,12 +56,14 @@ func TestMaskText(t *testing.T) {
 		{"tabs, slashes, underscores", "4761\t7390/0101_0119", "476173******0119", 1},
 		{"four separators", "4761    7390    0101    0119", "4761    7390    0101    0119", 0},
 		{"track 1 without its sentinel", "B4761739001010119^DOE/J^2912101", "476173******0119", 1},
-		{"a word ending in B", "JOB4761739001010119", "JOB4761739001010119", 0},
+		{"a word ending in B", "JOB4761739001010119", "JOB476173******0119", 1},
 		{"an IP address and a date", "10.1.200.3 2026.12.07", "10.1.200.3 2026.12.07", 0},
 		{"hex hash", "hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0},
-		{"digits glued to letters", "id4761739001010119", "id4761739001010119", 0},
-		{"digits then letters", "4761739001010119abc", "4761739001010119abc", 0},
-		{"D then word", "4761739001010119Dollars", "4761739001010119Dollars", 0},
+		// Since 8 December 2026 a card number glued to a letter is masked too
+		// (TestMaskTextGlued); before, it was left in clear.
+		{"digits glued to letters", "id4761739001010119", "id476173******0119", 1},
+		{"digits then letters", "4761739001010119abc", "476173******0119abc", 1},
+		{"D then word", "4761739001010119Dollars", "476173******0119Dollars", 1},
 		{"empty", "", "", 0},
 		{"no digits", "customer called about a refund", "customer called about a refund", 0},
 	} {
@@ -72,16 +74,98 @@ func TestMaskText(t *testing.T) {
 	}
 }
 
-// TestMaskTextHexHashes: a hex card hash with a Luhn-valid digit run inside is
-// left alone, wherever the run is.
+// TestMaskTextHexHashes: a hex hash of a length the switch prints (32: the card
+// hash; 40: SHA-1; 64: SHA-256, HMAC-SHA256), in lower or upper case, is left
+// alone, though a digit run inside reads as a card number, wherever the run is and
+// whatever stands around the hash. The same run in a token of another length, or
+// with a letter that is no hex digit, is masked.
 func TestMaskTextHexHashes(t *testing.T) {
 	for _, h := range []string{
-		"ab4761739001010119cd",
-		"4761739001010119cdef0123",
-		"abcdef0123454761739001010119",
+		"ab4761739001010119cdef0123456789",
+		"4761739001010119cdef0123456789ab",
+		"abcdef01234567894761739001010119",
+		"AB4761739001010119CDEF0123456789",
+		"0123456789012345abcdef0123456789",
+		"da39a3ee5e6b4b0d3255bfef95601890afd80709",
+		"ab4761739001010119cdef0123456789abcdef01",                         // 40
+		"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822c4761739001010119", // 64, run last
+		"5413330089010004d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d", // 64, run first
 	} {
-		if got, n := MaskText(h); got != h || n != 0 {
-			t.Errorf("MaskText(%q) = %q, %d", h, got, n)
+		for _, form := range []string{h, "hash " + h + ".", "sha256=" + h, "sha256:" + h, "(" + h + ")", "key_" + h, "vt-" + h + "-x"} {
+			if got, n := MaskText(form); got != form || n != 0 {
+				t.Errorf("MaskText(%q) = %q, %d; want it unchanged", form, got, n)
+			}
+		}
+	}
+	for in, want := range map[string]string{
+		"ab4761739001010119cd":                "ab476173******0119cd",                // 20: no hash's length
+		"4761739001010119cdef0123":            "476173******0119cdef0123",            // 24
+		"ab4761739001010119cdef012345678":     "ab476173******0119cdef012345678",     // 31
+		"ab4761739001010119cdef01234567890":   "ab476173******0119cdef01234567890",   // 33
+		"xy4761739001010119cdef0123456789":    "xy476173******0119cdef0123456789",    // 32, but x and y are no hex digits
+		"aB4761739001010119cdef0123456789":    "aB476173******0119cdef0123456789",    // 32, cases mixed
+		"ab4761739001010119cdef0123456789-zz": "ab4761739001010119cdef0123456789-zz", // a hash, then a word
+	} {
+		if got, n := MaskText(in); got != want || (n > 0) != (got != in) {
+			t.Errorf("MaskText(%q) = %q, %d; want %q", in, got, n, want)
+		}
+	}
+}
+
+// TestMaskTextGlued: a card number glued to a letter, before, after or both, in
+// one piece or in groups, is masked when it passes an identifier's test (16 to 19
+// digits passing the Luhn check, or 13 to 15 with a scheme's prefix, leading zeros
+// put aside); the identifiers the switch writes glued to letters (merchant IDs,
+// timestamps, IMEIs, ICCIDs, RRNs, STANs, zero-padded counters, chip data amounts)
+// are not.
+func TestMaskTextGlued(t *testing.T) {
+	for _, c := range []struct {
+		in, want string
+		n        int
+	}{
+		{"X4761739001010119", "X476173******0119", 1},
+		{"card4761739001010119end", "card476173******0119end", 1},
+		{"4761739001010119x", "476173******0119x", 1},
+		{"see card_4761739001010119_", "see card_476173******0119_", 1},
+		{"pan:X4761739001010119, thanks", "pan:X476173******0119, thanks", 1},
+		{"a4761739001010119b5413330089010004c", "a476173******0119b541333******0004c", 2},
+		{"a378282246310005b", "a378282*****0005b", 1},                   // American Express, 15 digits
+		{"x30569309025904", "x305693****5904", 1},                       // Diners, 14
+		{"visa4222222222222", "visa422222***2222", 1},                   // Visa, 13
+		{"n6011000000000000001", "n601100*********0001", 1},             // 19
+		{"ref04761739001010119", "ref047617*******0119", 1},             // behind a zero
+		{"X4761739001010119=29121010000012345", "X476173******0119", 1}, // track 2
+		{"X4761739001010119D2912101", "X476173******0119", 1},           // track 2 with D
+		// Mixed with separators: glued before the first group or after the last.
+		{"ref:X4761-7390-0101-0119", "ref:X476173******0119", 1},
+		{"4761 7390 0101 0119end", "476173******0119end", 1},
+		{"X4761 7390 0101 0119Y", "X476173******0119Y", 1},
+		{"id4761.7390.0101.0119 ok", "id476173******0119 ok", 1},
+		{"abc3782 822463 10005xyz", "abc378282*****0005xyz", 1},
+		{"卡号X４７６１７３９００１０１０１１９", "卡号X476173******0119", 1}, // full-width digits
+	} {
+		got, n := MaskText(c.in)
+		if got != c.want || n != c.n {
+			t.Errorf("MaskText(%q) = %q, %d; want %q", c.in, got, n, c.want)
+		}
+	}
+	for _, in := range []string{
+		"X4761739001010118",         // fails the Luhn check
+		"MID102310048990014",        // a merchant ID: 15 digits passing Luhn, no scheme's prefix
+		"rotate20261207173901",      // a timestamp: 14 digits passing Luhn
+		"IMEI352099001761481",       // an IMEI: 15 digits passing Luhn
+		"ICCID8986001234567890120x", // an ICCID: 19 digits passing Luhn, 89
+		"rrn612345678901stan000123", // an RRN and a STAN
+		"x476173900107",             // 12 digits passing Luhn
+		"M0000000000000000000",      // zero-padded: 19 zeros pass Luhn
+		"victim0000000000000000000", // a test's card hash
+		"9F0206000000001000",        // chip data: the amount, 0206000000001000 passes Luhn
+		"IM015352099001761481GL020", // DE 48: a length, then an IMEI
+		"x47617390010101190000",     // 20 digits
+		"X4761-7390-0101-0118",      // grouped, failing Luhn
+	} {
+		if got, n := MaskText(in); got != in || n != 0 {
+			t.Errorf("MaskText(%q) = %q, %d; want it unchanged", in, got, n)
 		}
 	}
 }
