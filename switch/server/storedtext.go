@@ -25,8 +25,10 @@ const (
 	// so that each data directory runs the clean-up once more and masks those.
 	// Since the fourteenth release (same day) it reads more separators (dots,
 	// slashes, mixed or repeated ones, Unicode spaces and dashes) and track 1
-	// without its '%': a third key, a third clean-up.
-	keyMaskedText = "carddata/masked-text-3"
+	// without its '%': a third key, a third clean-up. Since the fifteenth release
+	// (8 December 2026) it masks card numbers glued to a letter
+	// ("card4761739001010119end"), which it left in clear: a fourth.
+	keyMaskedText = "carddata/masked-text-4"
 	// prefixFlush is a scratch prefix: a key written under it and dropped makes
 	// Badger flush its memtables (DropPrefix), so that Flatten sees the masked
 	// values beside the clear ones they replace and drops the clear ones.

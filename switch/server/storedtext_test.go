@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"path/filepath"
 	"strings"
@@ -109,6 +110,83 @@ func TestMaskStoredTextAtStart(t *testing.T) {
 	if err := s.Drain(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMaskStoredTextGluedAfterUpgrade: a data directory whose clean-up ran under
+// the fourteenth release's key (carddata/masked-text-3), when MaskText left a card
+// number glued to a letter in clear, runs it once more at the first start of this
+// version: a merchant's name and a list entry's note holding such a number are
+// masked, the card hash beside them is not, and no file holds the number.
+func TestMaskStoredTextGluedAfterUpgrade(t *testing.T) {
+	const pan = "4111111111111111"
+	const hash = "0123456789012345abcdef0123456789"
+	dir := filepath.Join(t.TempDir(), "data")
+	s := start(t, demoConfig(t, dir), io.Discard)
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error {
+		key := []byte("reg/m/000000000000001")
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &m) }); err != nil {
+			return err
+		}
+		m["name"] = "Demo shop card" + pan + "end"
+		v, _ := json.Marshal(m)
+		if err := txn.Set(key, v); err != nil {
+			return err
+		}
+		e, _ := json.Marshal(map[string]any{"list": "deny", "kind": "card", "value": hash,
+			"note": "stolen X" + pan + ", hash " + hash, "added_by": "alice", "added_at": time.Now().UTC()})
+		if err := txn.Set([]byte("risk/lists/e/deny/card/"+hash), e); err != nil {
+			return err
+		}
+		// The fourteenth release ran its clean-up and recorded it under its key
+		// (this version's first start recorded a new store under its own).
+		if err := txn.Delete([]byte(keyMaskedText)); err != nil {
+			return err
+		}
+		run, _ := json.Marshal(maskedTextRun{At: time.Now().UTC()})
+		return txn.Set([]byte("carddata/masked-text-3"), run)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncbuf.Buffer
+	s = start(t, demoConfig(t, dir), &logs)
+	if m, _ := s.Registry.Merchant("000000000000001"); m == nil || m.Name != "Demo shop card411111******1111end" {
+		t.Errorf("merchant after the start: %+v", m)
+	}
+	found := false
+	for _, e := range s.Risk.Lists().Entries() {
+		if e.Value == hash {
+			found = true
+			if want := "stolen X411111******1111, hash " + hash; e.Note != want {
+				t.Errorf("list entry note %q, want %q", e.Note, want)
+			}
+		}
+	}
+	if !found {
+		t.Error("the list entry is gone")
+	}
+	if out := logs.String(); !strings.Contains(out, "clean-up done") || strings.Contains(out, pan) {
+		t.Errorf("the start's log does not say the clean-up ran, or holds the number:\n%s", out)
+	}
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	noneInFiles(t, dir, pan)
 }
 
 // noneInFiles fails the test for each file under dir that holds pan.
