@@ -13,7 +13,6 @@ import (
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/internal/cli/kit"
-	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/server"
@@ -26,7 +25,8 @@ func runJournal(env *Env, args []string) int {
 	}
 	fs := newFlags(env, "journal", "[--tid T] [--mid M] [--rrn R] [--from T] [--to T] [--limit N] [--json] [--data DIR | --admin URL --token T]\n"+
 		"(--data DIR reads a stopped switch's data directory; otherwise the running switch at --admin URL, default $SWITCHYARD_ADMIN\n"+
-		"or "+kit.DefaultAdminURL+", with --token T, default $SWITCHYARD_TOKEN)")
+		"or "+kit.DefaultAdminURL+", with --token T, default $SWITCHYARD_TOKEN)\n"+
+		"exit status 1 after printing the records when some could not be read (their frames in the log damaged): they are named on standard error")
 	tid := fs.String("tid", "", "terminal ID")
 	mid := fs.String("mid", "", "merchant ID")
 	rrn := fs.String("rrn", "", "retrieval reference number")
@@ -71,6 +71,7 @@ func runJournal(env *Env, args []string) int {
 	// (until the third release of 6 December 2026 it gathered every record first).
 	// The table aligns its columns over all its rows, and gathers them.
 	var recs []*journal.Record
+	var unreadable []journal.Unreadable
 	enc := json.NewEncoder(env.Stdout)
 	take := func(r *journal.Record) error {
 		if !*asJSON {
@@ -101,17 +102,31 @@ func runJournal(env *Env, args []string) int {
 		}
 		defer j.Close()
 		var werr error
-		if err := j.Scan(env.Ctx, q, func(r *journal.Record) bool { werr = take(r); return werr == nil }); err != nil || werr != nil {
+		err = j.Scan(env.Ctx, q, func(r *journal.Record) bool { werr = take(r); return werr == nil })
+		if unreadable, err = journal.Unreadables(err); err != nil || werr != nil {
 			return fail(env, "journal: %v", errors.Join(err, werr))
 		}
 	} else {
 		err = streamJournal(env.Ctx, client, journalValues(q), take)
-		if err != nil {
+		if unreadable, err = journal.Unreadables(err); err != nil {
 			return fail(env, "journal: %v", err)
 		}
 	}
+	// Records the journal could not read were skipped: named after all the others,
+	// and the status says so (until the fifteenth release the first one stopped
+	// the query, and nothing was printed).
+	skipped := func() int {
+		if len(unreadable) == 0 {
+			return 0
+		}
+		fmt.Fprintf(env.Stderr, "switchyard journal: %d record(s) could not be read (their frames in the switch's log damaged) and are left out; check the disk, restore the data directory from its backup to read them:\n", len(unreadable))
+		for _, u := range unreadable {
+			fmt.Fprintf(env.Stderr, "  RRN %s: %s at offset %d: %s\n", kit.ForTerminal(u.RRN), kit.ForTerminal(u.File), u.Offset, kit.ForTerminal(u.Reason))
+		}
+		return kit.ExitError
+	}
 	if *asJSON {
-		return 0
+		return skipped()
 	}
 	// kit.Table escapes control characters: a terminal's TID or an issuer's
 	// authorization code is whatever bytes their messages carried.
@@ -125,7 +140,7 @@ func runJournal(env *Env, args []string) int {
 	if q.Limit > 0 && len(recs) == q.Limit {
 		fmt.Fprintf(env.Stderr, "the oldest %d that match: more may follow (narrow with --from/--to, or --limit 0 for all)\n", q.Limit)
 	}
-	return 0
+	return skipped()
 }
 
 // journalValues is the query string of the journal API for q.
@@ -150,6 +165,8 @@ func journalValues(q journal.Query) url.Values {
 // and calls fn with each record. The API reports a failure in the middle of the stream
 // (after the 200 status) as a line {"error": "..."}: that line is the error returned,
 // never a record skipped in silence, so a partial answer is not taken for a full one.
+// A line that also names records as "unreadable" (api.UnreadableLine: damaged in the
+// switch's log, every other record sent) is returned as a *journal.UnreadableError.
 func streamJournal(ctx context.Context, c *apiclient.Client, v url.Values, fn func(*journal.Record) error) error {
 	return c.Stream(ctx, "/api/v1/journal?"+v.Encode(), func(line json.RawMessage) error {
 		var r journal.Record
@@ -157,9 +174,12 @@ func streamJournal(ctx context.Context, c *apiclient.Client, v url.Values, fn fu
 			return fmt.Errorf("journal record: %w", err)
 		}
 		if r.RRN == "" {
-			var eb admin.ErrorBody
+			var eb api.UnreadableLine
 			if err := json.Unmarshal(line, &eb); err != nil || eb.Error == "" {
 				return fmt.Errorf("journal answer: a line that is neither a record nor an error: %.200s", line)
+			}
+			if len(eb.Unreadable) > 0 {
+				return &journal.UnreadableError{Records: eb.Unreadable} // all the others came
 			}
 			return fmt.Errorf("the switch failed while reading the journal: %s", eb.Error)
 		}

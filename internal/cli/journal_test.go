@@ -180,3 +180,23 @@ func TestJournalBadFlagsExitUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalPrintsPastUnreadable: an answer whose last line names records the
+// switch could not read (api.UnreadableLine: their frames in its log damaged, every
+// other record sent) prints the records it has, then names the unreadable ones, and
+// exits 1. Before, any error line dropped the whole table.
+func TestJournalPrintsPastUnreadable(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		_ = enc.Encode(journal.Record{RRN: "000000000001", TID: "T0000001", Received: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)})
+		_ = enc.Encode(journal.Record{RRN: "000000000003", TID: "T0000001", Received: time.Date(2026, 1, 2, 0, 1, 0, 0, time.UTC)})
+		_ = enc.Encode(map[string]any{"error": "journal: 1 record(s) unreadable", "unreadable": []journal.Unreadable{
+			{RRN: "000000000002", File: "/data/journal/00000001.seg", Offset: 4096, Reason: "checksum 1, frame says 2"}}})
+	})
+	code, out, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL}, "journal")
+	if code != 1 || !strings.Contains(out, "000000000001") || !strings.Contains(out, "000000000003") ||
+		!strings.Contains(errs, "RRN 000000000002: /data/journal/00000001.seg at offset 4096: checksum 1, frame says 2") {
+		t.Fatalf("exit %d, want 1 with both records and the unreadable one named\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+}

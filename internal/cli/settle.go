@@ -22,7 +22,9 @@ func runSettle(env *Env, args []string) int {
 		return fail(env, "settle: %v", err)
 	}
 	defer done()
-	fs := newFlags(env, "settle", "--date YYYY-MM-DD [--csv | --json] [--out FILE] [--data DIR | --admin URL --token T]\n(the day is the switch's timezone's; with --data, $SWITCHYARD_TIMEZONE's, default Asia/Shanghai)")
+	fs := newFlags(env, "settle", "--date YYYY-MM-DD [--csv | --json] [--out FILE] [--data DIR | --admin URL --token T]\n(the day is the switch's timezone's; with --data, $SWITCHYARD_TIMEZONE's, default Asia/Shanghai)\n"+
+		"exit status 1 after writing the report when it is incomplete: records of the journal could not be read (their frames in the log damaged);\n"+
+		"they are named on standard error (and in --json's \"unreadable\"), and the report's sums leave them out")
 	date := fs.String("date", "", "the acquirer's day to settle, 00:00 to 24:00 in the switch's timezone (default: the switch's yesterday, in its timezone)")
 	asCSV := fs.Bool("csv", false, "write CSV")
 	asJSON := fs.Bool("json", false, "write JSON")
@@ -97,6 +99,16 @@ func runSettle(env *Env, args []string) int {
 	}
 	if err != nil {
 		return fail(env, "settle: %v", err)
+	}
+	if rep.Incomplete {
+		// Never a short report taken for a whole one: everything is written, then
+		// the records left out are named and the status says so.
+		fmt.Fprintf(env.Stderr, "switchyard settle: the settlement of %s is INCOMPLETE: %d record(s) of the journal could not be read (their frames in the log damaged) and are not counted; check the disk, restore the data directory from its backup, then settle again:\n",
+			kit.ForTerminal(rep.Date), len(rep.Unreadable))
+		for _, u := range rep.Unreadable {
+			fmt.Fprintf(env.Stderr, "  RRN %s: %s at offset %d: %s\n", kit.ForTerminal(u.RRN), kit.ForTerminal(u.File), u.Offset, kit.ForTerminal(u.Reason))
+		}
+		return kit.ExitError
 	}
 	return 0
 }

@@ -268,10 +268,22 @@ func (g journalAPI) query(r *http.Request, _ admin.Principal) (any, error) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
 		err := g.j.Scan(r.Context(), q, func(rec *journal.Record) bool { return enc.Encode(rec) == nil })
-		if err != nil {
+		if recs, rest := journal.Unreadables(err); recs != nil && rest == nil {
+			// Every other record was sent: the last line names those skipped.
+			_ = enc.Encode(UnreadableLine{Error: carddata.MaskField(err.Error()), Unreadable: recs})
+		} else if err != nil {
 			_ = enc.Encode(admin.ErrorBody{Error: carddata.MaskField(err.Error())})
 		}
 	}), nil
+}
+
+// UnreadableLine is the last line of a journal query's answer that went past
+// records it could not read (their frames in the log damaged), after every other
+// record: an error line (admin.ErrorBody's "error") that names them. Any other
+// failure ends the answer with a plain error line.
+type UnreadableLine struct {
+	Error      string               `json:"error"`
+	Unreadable []journal.Unreadable `json:"unreadable"`
 }
 
 // QueryFromValues builds a journal query from named values (tid, mid, rrn, from, to,

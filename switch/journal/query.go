@@ -14,7 +14,10 @@ import (
 )
 
 // Scan calls fn for each record matching q, in receive-time order, until fn returns
-// an error or false.
+// an error or false. A record it cannot read (its frame in the log damaged) is
+// skipped, and named at the end in an *UnreadableError, after all the others (the
+// limit counts only what fn was given); until the fifteenth release the scan
+// stopped at it.
 func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error {
 	if q.RRN != "" {
 		rec, err := s.Get(q.RRN)
@@ -46,7 +49,8 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 	}
 	v := &visitor{q: q, fn: fn}
 	gen := s.ix.applied.Load()
-	return s.db.View(func(txn *badger.Txn) error {
+	var sk skipped
+	return sk.result(s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
 		defer it.Close()
 		for it.Seek(start); it.ValidForPrefix([]byte(prefix)); it.Next() {
@@ -59,8 +63,8 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			}
 			rrn := string(k[len(prefix)+8:])
 			rec, err := s.load(txn, gen, rrn, nil)
-			if errors.Is(err, ErrNotFound) {
-				continue // removed by retention
+			if errors.Is(err, ErrNotFound) || sk.skip(err) {
+				continue // removed by retention, or damaged: named at the end
 			}
 			if err != nil {
 				return fmt.Errorf("journal: terminal index entry %s: %w", rrn, err)
@@ -70,7 +74,7 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			}
 		}
 		return nil
-	})
+	}))
 }
 
 // visitor hands the records a query matches to its function, up to its limit.
@@ -111,7 +115,8 @@ const writtenLag = 24 * time.Hour
 func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) error {
 	v := &visitor{q: q, fn: fn}
 	gen := s.ix.applied.Load()
-	return s.db.View(func(txn *badger.Txn) error {
+	var sk skipped
+	return sk.result(s.db.View(func(txn *badger.Txn) error {
 		// The records of each RRN class (a cluster node's first digit) are in
 		// receive order within the class only: find each class's first RRN at
 		// From, walk the classes side by side and hand the records on in receive
@@ -143,12 +148,12 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 				return nil // nothing received since From
 			}
 		}
-		return s.walkMerged(ctx, txn, gen, starts, func(rec *Record) bool {
+		return s.walkMerged(ctx, txn, gen, starts, &sk, func(rec *Record) bool {
 			return v.visit(rec)
 		}, func(rec *Record, by time.Duration) bool {
 			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack+by))
 		})
-	})
+	}))
 }
 
 // classStart is where a time-bounded walk of RRN class c starts, given the first
@@ -179,8 +184,10 @@ func (s *Store) classStart(txn *badger.Txn, k []byte, c int) string {
 // classes in receive order, until it returns false. past(rec, d) says whether rec
 // is received more than d beyond the query's end (and its slack). A record with
 // Written received beyond the query's end by up to writtenLag is skipped without
-// ending its class's walk.
-func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, fn func(*Record) bool, past func(*Record, time.Duration) bool) error {
+// ending its class's walk. A record it cannot read goes to sk: its receive time is
+// unknown, so it is named wherever the walk meets it, possibly just outside the
+// query's span (named once too often rather than left out unnamed).
+func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, sk *skipped, fn func(*Record) bool, past func(*Record, time.Duration) bool) error {
 	type head struct {
 		it  *badger.Iterator
 		pfx []byte
@@ -205,8 +212,8 @@ func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, sta
 				return fmt.Errorf("journal: index entry %s: %w", rrn, err)
 			}
 			rec, err := s.load(txn, gen, rrn, v)
-			if errors.Is(err, ErrNotFound) {
-				continue // removed by retention
+			if errors.Is(err, ErrNotFound) || sk.skip(err) {
+				continue // removed by retention, or damaged: named at the end
 			}
 			if err != nil {
 				return err
@@ -258,7 +265,8 @@ func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, sta
 }
 
 // walk calls fn for the records from RRN from on, in RRN order, until it returns false.
-func (s *Store) walk(ctx context.Context, txn *badger.Txn, gen uint64, from string, fn func(*Record) bool) error {
+// A record it cannot read goes to sk.
+func (s *Store) walk(ctx context.Context, txn *badger.Txn, gen uint64, from string, sk *skipped, fn func(*Record) bool) error {
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(prefixRecord)})
 	defer it.Close()
 	for it.Seek(recordKey(from)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
@@ -272,8 +280,8 @@ func (s *Store) walk(ctx context.Context, txn *badger.Txn, gen uint64, from stri
 			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
 		}
 		rec, err := s.load(txn, gen, rrn, v)
-		if errors.Is(err, ErrNotFound) {
-			continue // removed by retention
+		if errors.Is(err, ErrNotFound) || sk.skip(err) {
+			continue // removed by retention, or damaged: named at the end
 		}
 		if err != nil {
 			return err
@@ -333,13 +341,16 @@ func agoDuration(s string) (time.Duration, bool) {
 	return d, err == nil && d >= 0
 }
 
-// ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order.
+// ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order. A
+// record it cannot read is skipped and named at the end (*UnreadableError), as by
+// Scan.
 func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool) error {
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
 	gen := s.ix.applied.Load()
-	return s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, gen, rrn, fn) })
+	var sk skipped
+	return sk.result(s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, gen, rrn, &sk, fn) }))
 }
 
 // Node names the node this store belongs to as Record.OwedBy names it: its RRN
@@ -371,24 +382,27 @@ func (s *Store) ScanOwed(ctx context.Context, node string, fn func(*Record) bool
 	if err != nil {
 		return fmt.Errorf("journal: records owed by node %q: %w", node, err)
 	}
+	var sk skipped
 	for _, rrn := range rrns {
 		if err := ctx.Err(); err != nil {
-			return err
+			return sk.result(err)
 		}
 		rec, err := s.Get(rrn)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			continue // purged
+		case sk.skip(err):
+			continue // damaged: named at the end
 		case err != nil:
-			return fmt.Errorf("journal: record %s owed by node %q: %w", rrn, node, err)
+			return sk.result(fmt.Errorf("journal: record %s owed by node %q: %w", rrn, node, err))
 		case rec.OwedBy != node || rec.Reversed():
 			continue // a newer version, not indexed yet, settled it
 		}
 		if !fn(rec) {
-			return nil
+			return sk.result(nil)
 		}
 	}
-	return nil
+	return sk.result(nil)
 }
 
 // LastReceived returns the receive time of the newest record (zero when empty).
@@ -444,20 +458,23 @@ func (s *Store) ScanLate(ctx context.Context, from, to time.Time, fn func(*Recor
 	if err != nil {
 		return fmt.Errorf("journal: records changed late from %s to %s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
 	}
+	var sk skipped
 	for _, rrn := range rrns {
 		if err := ctx.Err(); err != nil {
-			return err
+			return sk.result(err)
 		}
 		rec, err := s.Get(rrn)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			continue // purged
+		case sk.skip(err):
+			continue // damaged: named at the end
 		case err != nil:
-			return fmt.Errorf("journal: record %s changed late: %w", rrn, err)
+			return sk.result(fmt.Errorf("journal: record %s changed late: %w", rrn, err))
 		}
 		if !fn(rec) {
-			return nil
+			return sk.result(nil)
 		}
 	}
-	return nil
+	return sk.result(nil)
 }

@@ -105,6 +105,9 @@ func (s *Store) load(txn *badger.Txn, gen uint64, rrn string, v []byte) (*Record
 					// Retention removed its segment: the record is gone, not damaged.
 					return nil, fmt.Errorf("%w: RRN %s (removed by retention)", ErrNotFound, rrn)
 				}
+				if uerr := s.unreadable(rrn, err); uerr != err {
+					return nil, uerr // damaged: named, counted, reported
+				}
 				return nil, fmt.Errorf("journal: record %s: %w", rrn, err)
 			}
 		}

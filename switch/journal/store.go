@@ -227,6 +227,9 @@ type Store struct {
 	ix   indexer  // indexer.go
 	dups *dupKeys // dupkeys.go: the duplicate keys, a Bloom filter
 
+	onDamage     func(Unreadable) // OnDamage's (damage.go)
+	damagedReads atomic.Uint64    // DamagedReads
+
 	commitFailures atomic.Uint64         // groups whose commit failed (CommitFailures)
 	refuse         atomic.Pointer[error] // why new records are refused (RefuseNew)
 

@@ -399,6 +399,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
+	s.Journal.OnDamage(func(u journal.Unreadable) {
+		log.Error().Str("rrn", u.RRN).Str("file", u.File).Int64("offset", u.Offset).Str("reason", u.Reason).
+			Msg("journal record unreadable: its frame in the log is damaged, and the log holds its only copy; the read went on without it (a settlement is marked incomplete); check the disk and its kernel log, and restore the data directory from its backup to read it")
+	})
+	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "switchyard_journal_damaged_reads_total", Help: "Reads of journal records whose frame in the log is damaged (a checksum that does not hold): each was skipped and named (a settlement marked incomplete); the log says which record, file and offset.",
+	}, func() float64 { return float64(s.Journal.DamagedReads()) }))
 	// The LMK and the card hash key are opened before the registry, which keys
 	// its webhook URL fingerprints with a key derived from the card hash key
 	// (registry.Options.WebhookURLKey).

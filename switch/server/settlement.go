@@ -67,6 +67,13 @@ type Settlement struct {
 	// one of Totals), nil when it has several or none. Until 5 December 2026 it
 	// added every currency together.
 	Total *SettlementLine `json:"total,omitempty"`
+	// Incomplete is true when records the report may count could not be read
+	// (their frames in the journal's log damaged): its sums leave them out, and
+	// Unreadable names them (RRN, segment file, offset). Restore the data directory
+	// from its backup and settle again. Until the fifteenth release such a record
+	// stopped the report (500).
+	Incomplete bool                 `json:"incomplete"`
+	Unreadable []journal.Unreadable `json:"unreadable,omitempty"`
 }
 
 // settleLookback is how far before its day a settlement looks for transactions
@@ -140,17 +147,19 @@ func payableAt(r *journal.Record) time.Time {
 // is made no earlier), and over the sequence of days every transaction that stands
 // is paid once and every one taken back after its day's report is taken off once.
 //
+// A record it cannot read (its frame in the journal's log damaged) does not stop
+// it: the report leaves it out, is marked Incomplete and names it in Unreadable.
+//
 // Its errors carry the admin API's status (api.Error): 400 for a date that is no
-// date, 500 for the journal failing the report (a damaged frame of the log: the
-// record named, and what to do). Until 7 December 2026 both were 400, as if the
-// client had asked wrong.
+// date, 500 for the journal failing the report (the index unreadable, the store
+// closed). Until 7 December 2026 both were 400, as if the client had asked wrong.
 func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, error) {
 	if _, _, err := DayBounds(date, loc); err != nil {
 		return nil, api.WithStatus(http.StatusBadRequest, err)
 	}
 	s, _, err := settleDay(ctx, j, date, loc)
 	if err != nil {
-		return nil, api.WithStatus(http.StatusInternalServerError, fmt.Errorf("%w (the day is not settled: a record it may count could not be read; when the journal's log is damaged there, check the disk and its kernel log, restore the data directory from its backup, then settle again)", err))
+		return nil, api.WithStatus(http.StatusInternalServerError, fmt.Errorf("%w (the day is not settled: the journal could not be read)", err))
 	}
 	return s, nil
 }
@@ -215,6 +224,20 @@ func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Loc
 	}
 	var named []string // the originals of the reversals and voids received on the day
 	var open []string  // the day's payments still without an outcome
+	// The records the journal could not read, once each: the report goes on without
+	// them and says so.
+	var unreadable []journal.Unreadable
+	skipped := map[string]bool{}
+	skip := func(err error) error {
+		recs, rest := journal.Unreadables(err)
+		for _, u := range recs {
+			if !skipped[u.RRN] {
+				skipped[u.RRN] = true
+				unreadable = append(unreadable, u)
+			}
+		}
+		return rest
+	}
 	err = j.Scan(ctx, journal.Query{From: day.Add(-settleLookback), To: end}, func(r *journal.Record) bool {
 		if r.Received.Before(day) {
 			lateReversal(r)
@@ -246,7 +269,7 @@ func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Loc
 		}
 		return true
 	})
-	if err != nil {
+	if err = skip(err); err != nil {
 		return nil, nil, fmt.Errorf("settlement of %s: %w", date, err)
 	}
 	for _, rrn := range named {
@@ -254,8 +277,11 @@ func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Loc
 		if errors.Is(err, journal.ErrNotFound) {
 			continue // removed by retention, or never a transaction
 		}
-		if err != nil {
+		if err = skip(err); err != nil {
 			return nil, nil, fmt.Errorf("settlement of %s: original %s of a reversal: %w", date, rrn, err)
+		}
+		if r == nil {
+			continue // unreadable: named
 		}
 		lateReversal(r)
 	}
@@ -267,10 +293,10 @@ func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Loc
 		latePayment(r)
 		return true
 	})
-	if err != nil {
+	if err = skip(err); err != nil {
 		return nil, nil, fmt.Errorf("settlement of %s: %w", date, err)
 	}
-	s := &Settlement{Date: date, Timezone: loc.String()}
+	s := &Settlement{Date: date, Timezone: loc.String(), Incomplete: len(unreadable) > 0, Unreadable: unreadable}
 	byMerch := map[[2]string]*SettlementLine{}
 	byCur := map[string]*SettlementLine{}
 	for _, l := range byTerm {

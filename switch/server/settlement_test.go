@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -513,9 +514,12 @@ func TestSettlementWithoutDateIsTheSwitchsYesterday(t *testing.T) {
 }
 
 // TestSettlementDamagedRecord: a damaged frame of the log under a record of the day
-// fails the report with a 500 that names the record and says what to do, not a 400
-// (until 7 December 2026 the admin API answered it as the client's mistake); a date
-// that is no date is still a 400.
+// (a byte flipped under the open journal) no longer stops the report: the report
+// counts every other record, is marked incomplete, and names the damaged one (RRN,
+// segment file, offset before the flipped byte), also in its JSON; the cut-off
+// writes it as settlement-DAY.incomplete.csv, not under the day's name, and fails
+// naming the record. Until the fifteenth release the report failed with a 500 and
+// the operator had no settlement of the day. A date that is no date is still a 400.
 func TestSettlementDamagedRecord(t *testing.T) {
 	loc, _ := time.LoadLocation("Asia/Shanghai")
 	noon := time.Date(2026, 12, 3, 12, 0, 0, 0, loc)
@@ -529,41 +533,69 @@ func TestSettlementDamagedRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
+	defer j.Close()
+	for i := range 4 {
 		r := &journal.Record{RRN: fmt.Sprintf("00000000000%d", i+1), Received: noon.Add(time.Duration(i) * time.Minute), MTI: "0200", Type: "purchase", RC: "00",
-			Amount: 1000, Currency: "156", MID: "000000000000001", TID: "T0000001", STAN: fmt.Sprintf("%06d", i+1)}
+			Amount: 1000, Currency: "156", MID: "000000000000001", TID: fmt.Sprintf("T000000%d", i%2+1), STAN: fmt.Sprintf("%06d", i+1)}
 		r.AddEvent(journal.StateReceived, r.Received, "")
 		r.AddEvent(journal.StateAnswered, r.Received, "")
 		if err := j.Write(t.Context(), r, true, true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := j.Close(); err != nil { // indexed, j/applied past both
+	if _, err := Settle(t.Context(), j, "2026-12-03", loc); err != nil { // indexed: read from the log from now on
 		t.Fatal(err)
 	}
+	// Flip a byte of the second record's frame (its RRN, in its payload).
 	seg := filepath.Join(dir, "log", "00000001.seg")
 	b, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/4] ^= 0x01 // in the first record's frame
-	if err := os.WriteFile(seg, b, 0o600); err != nil {
+	at := bytes.Index(b, []byte("000000000002"))
+	if at < 0 {
+		t.Fatal("the second record's RRN is not in the segment")
+	}
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if j, err = journal.Open(db, journal.Options{Dir: filepath.Join(dir, "log"), NoSync: true}); err != nil {
+	if _, err := f.WriteAt([]byte{b[at+11] ^ 0x01}, int64(at+11)); err != nil {
 		t.Fatal(err)
 	}
-	defer j.Close()
-	_, err = Settle(t.Context(), j, "2026-12-03", loc)
+	f.Close()
+
+	rep, err := Settle(t.Context(), j, "2026-12-03", loc)
+	if err != nil {
+		t.Fatalf("settlement over a damaged record: %v, want the report of the others", err)
+	}
+	if !rep.Incomplete || len(rep.Unreadable) != 1 {
+		t.Fatalf("settlement over a damaged record: incomplete %v, unreadable %+v; want it named", rep.Incomplete, rep.Unreadable)
+	}
+	if u := rep.Unreadable[0]; u.RRN != "000000000002" || u.File != seg || u.Offset < 0 || u.Offset >= int64(at) || u.Reason == "" {
+		t.Errorf("unreadable %+v, want record 000000000002 in %s before offset %d", u, seg, at)
+	}
+	if rep.Total == nil || rep.Total.PurchaseCount != 3 || rep.Total.PurchaseAmount != 3000 {
+		t.Errorf("total %+v, want the three intact purchases", rep.Total)
+	}
+	js, _ := json.Marshal(rep)
+	if !bytes.Contains(js, []byte(`"incomplete":true`)) || !bytes.Contains(js, []byte(`"unreadable":[{"rrn":"000000000002"`)) {
+		t.Errorf("JSON answer does not say it is incomplete: %s", js)
+	}
+
+	s := &Server{cfg: &config.Config{Timezone: loc.String(), DataDir: dir, Clock: func() time.Time { return noon.AddDate(0, 0, 1) }}, Journal: j}
+	_, err = s.settlementFile(t.Context(), noon.AddDate(0, 0, 1), map[string]string{"date": "2026-12-03"})
+	if err == nil || !strings.Contains(err.Error(), "000000000002") || !strings.Contains(err.Error(), "incomplete") {
+		t.Errorf("cut-off over a damaged record: %v, want it to fail naming the record", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "settlement", "settlement-2026-12-03.csv")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an incomplete report filed under the day's name: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "settlement", "settlement-2026-12-03.incomplete.csv")); err != nil {
+		t.Errorf("the incomplete report: %v", err)
+	}
+
 	var he *api.Error
-	if !errors.As(err, &he) || he.Status != http.StatusInternalServerError {
-		t.Fatalf("settlement over a damaged record: %v, want a 500", err)
-	}
-	for _, want := range []string{"000000000001", "corrupt", "restore the data directory from its backup"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("settlement over a damaged record does not say %q: %v", want, err)
-		}
-	}
 	if _, err = Settle(t.Context(), j, "2026-13-03", loc); !errors.As(err, &he) || he.Status != http.StatusBadRequest {
 		t.Fatalf("settlement of 2026-13-03: %v, want a 400", err)
 	}

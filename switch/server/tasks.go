@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/sched"
 )
 
@@ -149,6 +150,13 @@ func (s *Server) openTasks(loc *time.Location) error {
 // many, and a warning names them. A report of a day not over yet (params.date of
 // today) is made at once, as it stands.
 //
+// A report that could not read every record (Settlement.Incomplete: frames of the
+// journal's log damaged) is written as settlement-YYYY-MM-DD.incomplete.csv, never
+// under the day's name, and the run fails naming the records: the day is not
+// filed; once the data directory is restored from its backup, run the cut-off with
+// params.date of the day. Until the fifteenth release such a record failed the run
+// with no file at all.
+//
 // A scheduled cut-off (no params.date) also files the days its directory misses
 // between the last day filed there and its own (missedSettlementDays): after a stop
 // over several slots the scheduler runs the latest slot once, and a schedule in
@@ -184,23 +192,37 @@ func (s *Server) settlementFile(ctx context.Context, at time.Time, p map[string]
 		missed = missedSettlementDays(dir, day)
 	}
 	out, err := s.writeSettlementFile(ctx, dir, day, loc)
-	if err != nil {
+	var inc *incompleteError
+	if err != nil && !errors.As(err, &inc) {
 		return "", err
 	}
 	if len(missed) == 0 {
-		return out, nil
+		return out, err
 	}
+	errs := []error{err}
 	s.log.Warn().Str("component", "settlement").Str("date", day).Strs("missed", missed).
 		Msg("settlement cut-off: the directory misses the files of days before this one (runs missed while the switch was down, or a schedule in another zone than the switch's); they are filed now")
 	outs := []string{out}
 	for _, d := range missed {
 		o, err := s.writeSettlementFile(ctx, dir, d, loc)
-		if err != nil {
+		if err != nil && !errors.As(err, &inc) {
 			return "", fmt.Errorf("%s; missed day %s: %w", out, d, err)
 		}
+		errs = append(errs, err)
 		outs = append(outs, "missed day "+o)
 	}
-	return strings.Join(outs, "; "), nil
+	return strings.Join(outs, "; "), errors.Join(errs...)
+}
+
+// incompleteError is writeSettlementFile's for a report it wrote incomplete (records
+// of the journal unreadable): the other days go on.
+type incompleteError struct {
+	day, path  string
+	unreadable []journal.Unreadable
+}
+
+func (e *incompleteError) Error() string {
+	return fmt.Sprintf("settlement of %s incomplete, written as %s: %s", e.day, e.path, (&journal.UnreadableError{Records: e.unreadable}).Error())
 }
 
 // maxMissedSettlementDays bounds how many missed days one cut-off files.
@@ -256,6 +278,9 @@ func (s *Server) writeSettlementFile(ctx context.Context, dir, day string, loc *
 		return "", fmt.Errorf("settlement directory %s: %w", dir, err)
 	}
 	path := filepath.Join(dir, "settlement-"+day+".csv")
+	if st.Incomplete {
+		path = filepath.Join(dir, "settlement-"+day+".incomplete.csv")
+	}
 	f, err := os.CreateTemp(dir, ".settlement-*")
 	if err != nil {
 		return "", err
@@ -295,6 +320,14 @@ func (s *Server) writeSettlementFile(ctx context.Context, dir, day string, loc *
 		s.log.Warn().Str("component", "settlement").Str("date", day).Int("open", len(open)).Strs("rrns", open[:min(len(open), 20)]).
 			Msg("settlement file written with transactions of the day still open (in flight, or left open by a node that stopped): an approval of one is paid in the day it is decided")
 		out += fmt.Sprintf("; %d of the day's transactions still open, paid in the day they are approved if they are", len(open))
+	}
+	if !st.Incomplete {
+		_ = os.Remove(filepath.Join(dir, "settlement-"+day+".incomplete.csv")) // an earlier run's, superseded
+	}
+	if st.Incomplete {
+		s.log.Error().Str("component", "settlement").Str("date", day).Str("file", path).Int("unreadable", len(st.Unreadable)).
+			Msg("settlement file incomplete: records of the day could not be read (their frames in the journal's log damaged); written under the .incomplete.csv name, the day is not filed")
+		return out, &incompleteError{day: day, path: path, unreadable: st.Unreadable}
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -409,7 +410,7 @@ func (l *Log) Broken() error {
 }
 
 // Read returns the payload at p, checked against its frame's checksum: a damaged
-// frame is an error, never returned.
+// frame is a *DamageError, never returned.
 func (l *Log) Read(p Ptr) ([]byte, error) {
 	l.mu.RLock()
 	f := l.files[p.Seg]
@@ -427,21 +428,43 @@ func (l *Log) Read(p Ptr) ([]byte, error) {
 		return nil, fmt.Errorf("journal: no frame of %d bytes at offset %d of segment %d", p.N, p.Off, p.Seg)
 	}
 	b := make([]byte, FrameHeader+p.N)
+	damage := func(err error) *DamageError {
+		return &DamageError{File: filepath.Join(l.dir, segName(p.Seg)), Seg: p.Seg, Off: int64(p.Off - FrameHeader), Err: err}
+	}
 	if _, err := f.ReadAt(b, int64(p.Off-FrameHeader)); err != nil {
 		if errors.Is(err, os.ErrClosed) && p.Seg < l.first.Load() {
 			return nil, fmt.Errorf("%w: segment %d", ErrPurged, p.Seg) // removed while read
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, damage(fmt.Errorf("the file ends before the frame's %d bytes (was it cut?)", len(b)))
 		}
 		return nil, fmt.Errorf("journal: read %d bytes at %d of segment %d: %w", len(b), p.Off-FrameHeader, p.Seg, err)
 	}
 	_, payload, _, err := nextFrame(b, l.maxKind)
 	if err != nil {
-		return nil, fmt.Errorf("journal: segment %d is corrupt at offset %d: %v", p.Seg, p.Off-FrameHeader, err)
+		return nil, damage(err)
 	}
 	if len(payload) != int(p.N) {
-		return nil, fmt.Errorf("journal: segment %d at offset %d holds a frame of %d bytes, the index says %d", p.Seg, p.Off-FrameHeader, len(payload), p.N)
+		return nil, damage(fmt.Errorf("a frame of %d bytes, the index says %d", len(payload), p.N))
 	}
 	return payload, nil
 }
+
+// DamageError is returned by Read for a frame found damaged: its checksum, length
+// or kind does not hold, or its segment file ends before it. Its payload cannot be
+// read from the log; the frames around it are not affected.
+type DamageError struct {
+	File string // the segment file
+	Seg  uint32
+	Off  int64 // where the frame (its header) starts in the file
+	Err  error // what does not hold
+}
+
+func (e *DamageError) Error() string {
+	return fmt.Sprintf("journal: segment %d is corrupt at offset %d (%s): %v", e.Seg, e.Off, e.File, e.Err)
+}
+
+func (e *DamageError) Unwrap() error { return e.Err }
 
 func (l *Log) openForRead(n uint32) (*os.File, error) {
 	l.mu.Lock()
