@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/fsnotify/fsnotify"
@@ -200,13 +201,45 @@ func (e *Engine) LastReload() ReloadStatus { return *e.lastReload.Load() }
 // Evaluate runs the rules over in and returns their decision. It reads the
 // velocity counters as they were before this transaction and does not
 // modify in.
+//
+// The run-time errors of the decision are as RuleErrorText keeps them: card
+// numbers masked, cut to MaxRuleErrorText. Only a decision with errors pays for
+// that; one without allocates no more than the rule set's Evaluate.
 func (e *Engine) Evaluate(in *Input) Decision {
 	e.evaluations.Add(1)
 	d := e.rs.Load().Evaluate(in, e.store, e.lists)
 	if len(d.Errors) > 0 {
+		for i := range d.Errors {
+			d.Errors[i].Error = RuleErrorText(d.Errors[i].Error)
+		}
 		e.noteErrors(d.Errors, d.Version)
 	}
 	return d
+}
+
+// MaxRuleErrorText is the longest, in bytes, a rule's run-time error is kept in
+// a decision, the log and the journal (RuleErrorText): an expr error quotes the
+// values it failed on, and some are a terminal's free text.
+const MaxRuleErrorText = 256
+
+// RuleErrorText is s, a rule's run-time error, as the decision, the log and the
+// journal keep it: its card numbers masked first 6 / last 4 (carddata.MaskField:
+// those MaskText finds and those glued to letters; int(device.id) quotes what
+// the terminal sent), then cut to MaxRuleErrorText bytes at a character, ending
+// with "…". It returns s itself, without allocating, when there is nothing to
+// mask or cut. It masks before it cuts: a cut through a card number would leave
+// digits of it that no longer read as one.
+func RuleErrorText(s string) string {
+	s = carddata.MaskField(s)
+	if len(s) <= MaxRuleErrorText {
+		return s
+	}
+	const more = "…"
+	cut := MaxRuleErrorText - len(more)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + more
 }
 
 // Velocity returns counter name's value for in at in.Txn.Time, as Evaluate
@@ -230,9 +263,10 @@ type ruleErrStat struct {
 const ruleErrLogEvery = time.Minute
 
 // noteErrors counts run-time errors, by rule, and logs each rule's at most once
-// a minute (ruleErrLogEvery) with the rule, the error (card numbers masked: an
-// error may quote a value, and device.id is a terminal's free text) and how many
-// of its errors the log left out since its last line. A rule that fails counts
+// a minute (ruleErrLogEvery) with the rule, the error (RuleErrorText: card
+// numbers masked, cut; an error may quote a value, and device.id is a
+// terminal's free text) and how many of its errors the log left out since its
+// last line. A rule that fails counts
 // as not hit unless it declares on_error.
 func (e *Engine) noteErrors(errs []RuleError, version string) {
 	e.runErrors.Add(int64(len(errs)))
@@ -245,7 +279,7 @@ func (e *Engine) noteErrors(errs []RuleError, version string) {
 		st := v.(*ruleErrStat)
 		st.n.Add(1)
 		if held, ok := st.gate.Allow(now); ok {
-			msg, _ := carddata.MaskText(re.Error)
+			msg := RuleErrorText(re.Error)
 			e.log.Warn().Str("rule", re.Rule).Str("version", version).Int64("left_out", held).Str("error", msg).
 				Msg("risk rule failed at run time: " + re.Rule)
 		}

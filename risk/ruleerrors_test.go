@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 )
@@ -118,5 +119,66 @@ counters:
 	want := map[string]int64{"quotes-device": 1, "fine": 0, "counter per_terminal": 0}
 	if got := e.RuleErrors(); !maps.Equal(got, want) {
 		t.Errorf("errors by rule after reload %v, want %v", got, want)
+	}
+}
+
+// TestRuleErrorTextMaskedAndBounded: a run-time error that quotes a card number
+// glued to letters (device.id is a terminal's free text, up to 999 bytes) comes
+// out of Evaluate, and goes to the log, with the number masked (MaskField: until
+// the fifteenth release of 8 December 2026 the log masked with MaskText, which
+// leaves digits inside words) and cut to MaxRuleErrorText bytes: the pipeline
+// journals the decision's errors as they are.
+func TestRuleErrorTextMaskedAndBounded(t *testing.T) {
+	dir := writeRules(t, map[string]string{"a.yaml": `
+rules:
+  - {id: quotes-device, condition: "int(device.id) > 5", action: decline, reason: quotes-device, on_error: review}
+`})
+	var buf bytes.Buffer
+	e, err := New(dir, Options{Logger: zerolog.New(&buf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := &Input{}
+	in.Txn = Txn{MTI: "0200", ProcCode: "000000", Type: TxnPurchase, Amount: 5000, CardHash: "c0ffee", Time: time.Now().UTC()}
+	in.Device.ID = "DEV4111111111111111" + strings.Repeat("é", 400)
+	d := e.Evaluate(in)
+	if d.Action != ActionReview || len(d.Errors) != 1 {
+		t.Fatalf("decision %+v: want review by quotes-device's on_error, one error", d)
+	}
+	msg := d.Errors[0].Error
+	if strings.Contains(msg, "4111111111111111") || !strings.Contains(msg, "DEV411111******1111") {
+		t.Errorf("error %q: want the card number masked 6/4", msg)
+	}
+	if len(msg) > MaxRuleErrorText || !strings.HasSuffix(msg, "…") || !utf8.ValidString(msg) {
+		t.Errorf("error of %d bytes %q: want at most %d, cut at a character with …", len(msg), msg, MaxRuleErrorText)
+	}
+	if strings.Contains(buf.String(), "4111111111111111") || !strings.Contains(buf.String(), "DEV411111******1111") {
+		t.Errorf("log: want the card number masked:\n%s", buf.String())
+	}
+	if s := "division by zero"; RuleErrorText(s) != s {
+		t.Errorf("RuleErrorText(%q) = %q, want it unchanged", s, RuleErrorText(s))
+	}
+}
+
+// TestEvaluateWithoutErrorsAllocatesNoMore: the run-time errors cost only the
+// decisions that have some: Engine.Evaluate of a transaction on which no rule
+// fails allocates no more than the rule set's own Evaluate.
+func TestEvaluateWithoutErrorsAllocatesNoMore(t *testing.T) {
+	e, err := New("../rules", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := &benchInputs(1, time.Now())[0]
+	if d := e.Evaluate(in); len(d.Errors) != 0 {
+		t.Fatalf("errors %+v: want a transaction no rule fails on", d.Errors)
+	}
+	rs := e.rs.Load()
+	own := testing.AllocsPerRun(200, func() { rs.Evaluate(in, e.store, e.lists) })
+	got := testing.AllocsPerRun(200, func() { e.Evaluate(in) })
+	t.Logf("allocs: engine %v, rule set %v", got, own)
+	if got > own {
+		t.Errorf("Engine.Evaluate allocates %v times, the rule set's Evaluate %v", got, own)
 	}
 }

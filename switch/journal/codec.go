@@ -78,7 +78,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// December 2026 skipped them), so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != "", r.ContentSum != 0, r.Balance != ""}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != "", r.ContentSum != 0, r.Balance != "", len(r.RuleErrors) > 0}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -145,6 +145,13 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 15 {
 		e.str(r.Balance)
+	}
+	if n > 16 {
+		e.int(int64(len(r.RuleErrors)))
+		for _, re := range r.RuleErrors {
+			e.str(re.ID)
+			e.str(re.Error)
+		}
 	}
 	e.b = append(e.b, r.Unknown...)
 	return e.b, nil
@@ -302,6 +309,15 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.Balance = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		n := d.int()
+		if n < 0 || n > 1<<16 {
+			return fmt.Errorf("journal record %s: %d rule errors", r.RRN, n)
+		}
+		for i := int64(0); i < n && d.err == nil; i++ {
+			r.RuleErrors = append(r.RuleErrors, RuleError{ID: d.str(), Error: d.str()})
+		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		// Fields of a newer version: kept as they are (see Record.Unknown).

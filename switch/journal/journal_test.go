@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -141,6 +142,43 @@ func TestCodecBalance(t *testing.T) {
 	}
 }
 
+// TestCodecRuleErrors: the rules that failed at run time on a transaction are
+// kept after Balance, only when set: a record without them encodes as before, one
+// with them starts with the same bytes and keeps the fields before them, and they
+// are in the record's JSON (the journal API, journal --json) as rule_errors.
+func TestCodecRuleErrors(t *testing.T) {
+	errs := []RuleError{{ID: "quotes-device", Error: `strconv.Atoi: parsing "411111******1111 x": invalid syntax`}, {ID: "divides", Error: "division by zero"}}
+	r := sample("000000000006", time.Unix(1700000000, 0), "T0000001")
+	without, _ := r.MarshalBinary()
+	r.RuleErrors = errs
+	with, _ := r.MarshalBinary()
+	if len(with) <= len(without) || !bytes.Equal(with[:len(without)], without) {
+		t.Fatalf("with them:\n%x\nwithout:\n%x", with, without)
+	}
+	var back Record
+	if err := back.UnmarshalBinary(with); err != nil || !slices.Equal(back.RuleErrors, errs) || back.Unknown != nil {
+		t.Fatalf("back %+v, unknown %x: %v", back.RuleErrors, back.Unknown, err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(without); err != nil || back.RuleErrors != nil {
+		t.Fatalf("a record without them: %+v: %v", back.RuleErrors, err)
+	}
+	r.Label, r.Balance = "x", "0002156C000001234567"
+	b, _ := r.MarshalBinary()
+	back = Record{}
+	if err := back.UnmarshalBinary(b); err != nil || back.Label != "x" || back.Balance != r.Balance || !slices.Equal(back.RuleErrors, errs) {
+		t.Fatalf("with the fields before them: %+v: %v", back, err)
+	}
+	j, _ := json.Marshal(r)
+	if !bytes.Contains(j, []byte(`"rule_errors":[{"id":"quotes-device","error":`)) {
+		t.Fatalf("the rule errors are not in the record's JSON: %s", j)
+	}
+	r.RuleErrors = nil
+	if j, _ := json.Marshal(r); bytes.Contains(j, []byte("rule_errors")) {
+		t.Fatalf("a record without rule errors: %s", j)
+	}
+}
+
 // TestCodecKeepsNewerFields: fields a newer version appends after the last one this
 // version knows survive this version's decoding and re-encoding (a rolling upgrade's
 // older node rewriting a newer node's record), whichever known fields are set.
@@ -164,6 +202,7 @@ func TestCodecKeepsNewerFields(t *testing.T) {
 	e.str("")           // CaptureKey
 	e.bytes(nil)        // ContentSum
 	e.str("")           // Balance
+	e.int(0)            // RuleErrors
 	known := len(e.b)
 	e.str("a newer field")
 	e.int(42)

@@ -61,6 +61,21 @@ type RuleHit struct {
 	Score  int    `json:"score,omitempty"`
 }
 
+// RuleError is one rule that failed at run time on the transaction (an
+// expression that could not be run on its values: int() of a word, a division by
+// zero, a counter read in doubt), as the risk engine reported it: the rule counts
+// as not hit, or as hit with its on_error action (a rule hit then says so). The
+// error is kept as risk.RuleErrorText gives it: card numbers masked, at most
+// risk.MaxRuleErrorText bytes.
+type RuleError struct {
+	ID    string `json:"id"`    // the rule's id
+	Error string `json:"error"` // what failed
+}
+
+// MaxRuleErrors is the most rule errors a record keeps (RuleErrors): past it, the
+// last one says how many more failed (`rules explain RRN` lists them all).
+const MaxRuleErrors = 16
+
 // Timings are the durations of the stages of a transaction, in microseconds.
 type Timings struct {
 	Decode  int64 `json:"decode_us"`
@@ -122,6 +137,11 @@ type Record struct {
 
 	RuleSet  string    `json:"rule_set,omitempty"`
 	RuleHits []RuleHit `json:"rule_hits,omitempty"`
+	// RuleErrors are the rules that failed at run time on the transaction, in
+	// the order they ran (at most MaxRuleErrors). Encoded after Balance, only
+	// when set (since the fifteenth release of 8 December 2026); before it, a
+	// rule's failure was in the metrics and the log only.
+	RuleErrors []RuleError `json:"rule_errors,omitempty"`
 	// Facts are what the rules saw (the risk engine's input in its compact encoding),
 	// for backtest and explain.
 	Facts []byte `json:"facts,omitempty"`

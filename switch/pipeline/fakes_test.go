@@ -104,6 +104,7 @@ func copyRecord(r *journal.Record) *journal.Record {
 	c := *r
 	c.Events = slices.Clone(r.Events)
 	c.RuleHits = slices.Clone(r.RuleHits)
+	c.RuleErrors = slices.Clone(r.RuleErrors)
 	c.Facts = slices.Clone(r.Facts)
 	return &c
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -104,8 +105,8 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 }
 
 // assess runs the rules. It records the rule-set version, every hit (shadow ones
-// included) and the facts the rules saw in the journal record, and returns a response
-// when the rules decline.
+// included), the rules that failed at run time and the facts the rules saw in the
+// journal record, and returns a response when the rules decline.
 func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult, orig *journal.Record) *frontend.Response {
 	if p.risk == nil {
 		return nil
@@ -126,6 +127,9 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	for _, h := range d.Hits {
 		t.rec.RuleHits = append(t.rec.RuleHits, journal.RuleHit{ID: h.Rule, Action: string(h.Action), Mode: string(h.Mode), Reason: h.Reason, Score: h.Score})
 		p.metrics.RuleHits.WithLabelValues(h.Rule, string(h.Mode)).Inc()
+	}
+	if len(d.Errors) > 0 {
+		t.rec.RuleErrors = journalRuleErrors(d.Errors)
 	}
 	t.rec.Facts = journalFacts(in)
 	switch d.Action {
@@ -242,4 +246,22 @@ func journalFacts(in *risk.Input) []byte {
 	b := in.AppendBinary(make([]byte, 0, 128))
 	in.Txn = x
 	return b
+}
+
+// journalRuleErrors is the journal's copy of a decision's run-time errors: at most
+// journal.MaxRuleErrors (the last then says how many more failed), each error as
+// risk.RuleErrorText keeps it (card numbers masked, bounded: the engine's
+// decision has it so already, this keeps a card number out of the record
+// whatever the Risk). Only a decision with errors comes here: a transaction
+// without any journals nothing more and allocates nothing more.
+func journalRuleErrors(errs []risk.RuleError) []journal.RuleError {
+	n := min(len(errs), journal.MaxRuleErrors)
+	out := make([]journal.RuleError, 0, n)
+	for _, e := range errs[:n] {
+		out = append(out, journal.RuleError{ID: e.Rule, Error: risk.RuleErrorText(e.Error)})
+	}
+	if more := len(errs) - n; more > 0 {
+		out[n-1] = journal.RuleError{ID: "...", Error: fmt.Sprintf("%d more rules failed: rules explain lists them", more+1)}
+	}
+	return out
 }

@@ -92,6 +92,7 @@ func (h *heldLocks) failed(rec *journal.Record) {
 		c := *rec
 		c.Events = append([]journal.Event(nil), rec.Events...)
 		c.RuleHits = append([]journal.RuleHit(nil), rec.RuleHits...)
+		c.RuleErrors = append([]journal.RuleError(nil), rec.RuleErrors...)
 		c.Facts = append([]byte(nil), rec.Facts...)
 		l.failed = &c
 	}
