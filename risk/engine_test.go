@@ -184,7 +184,7 @@ rules:
 		in.Txn.Time = now.Add(-time.Duration(7-i) * time.Minute)
 		in.Txn.CardHash = fmt.Sprintf("card-%d", i%3) // three cards
 		if i%3 == 0 {
-			in.Txn.CardHash = "c0ffee00c0ffee00c0ffee00"
+			in.Txn.CardHash = "c0ffee00c0ffee00c0ffee00c0ffee00"
 		}
 		e.Observe(in, Outcome{Approved: i != 6, ResponseCode: map[bool]string{true: "00", false: "51"}[i != 6]})
 	}

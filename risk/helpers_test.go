@@ -28,7 +28,7 @@ const bigRound = `rules:
 func purchase(amount int) *Input {
 	in := &Input{}
 	in.Txn = Txn{MTI: "0200", ProcCode: "000000", Type: TxnPurchase, Amount: amount, Currency: "156", BIN: "476173",
-		CardHash: "c0ffee00c0ffee00c0ffee00", Time: time.Date(2025, 6, 4, 6, 0, 0, 0, time.UTC)}
+		CardHash: "c0ffee00c0ffee00c0ffee00c0ffee00", Time: time.Date(2025, 6, 4, 6, 0, 0, 0, time.UTC)}
 	in.Terminal = Terminal{ID: "T0000001", Kind: "pos", Status: "active"}
 	in.Merchant = Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Status: "active"}
 	return in

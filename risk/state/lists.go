@@ -135,6 +135,34 @@ func (e *ListEntry) Normalize() error {
 	return nil
 }
 
+// CardHashHexLen is the length of a card hash as the switch writes it
+// (pipeline's CardHash, the journal's card_hash, a case's card): the first 16
+// bytes of an HMAC-SHA256 of the PAN, in lower-case hex.
+const CardHashHexLen = 32
+
+// CheckNew refuses e, a normalized entry, as a new entry (an addition) when it
+// could never match: a card value of hex digits only that is not a card hash as
+// the switch writes it (CardHashHexLen lower-case hex digits), such as one cut
+// short to 16 characters, or the whole 64 of the HMAC, or in upper case. Until the
+// fifteenth release of 8 December 2026 such a value was taken and never matched
+// a card, silently. A card value with other characters (a test's placeholder,
+// "card-hash-0001") is taken as before. A removal does not check this: an entry
+// added before can still be removed.
+func (e *ListEntry) CheckNew() error {
+	if e.Kind != KindCard || strings.Trim(e.Value, "0123456789abcdefABCDEF") != "" {
+		return nil
+	}
+	if len(e.Value) == CardHashHexLen && strings.ToLower(e.Value) == e.Value {
+		return nil
+	}
+	what := fmt.Sprintf("%d hex digits", len(e.Value))
+	if len(e.Value) == CardHashHexLen {
+		what = "in upper case"
+	}
+	return fmt.Errorf("list value %q for kind card: want the card hash as the switch writes it, %d lower-case hex digits (the card_hash of journal --rrn RRN --json); this one is %s and would never match a card",
+		e.Value, CardHashHexLen, what)
+}
+
 type listKey struct{ list, kind, value string }
 
 // listSnapshot is an immutable view of the lists: transactions read it
@@ -343,9 +371,13 @@ func entryKey(k listKey) []byte {
 }
 
 // Add puts e on its list (replacing an entry with the same list, kind and
-// value) and audits the change as done by who.
+// value) and audits the change as done by who. e must be a valid new entry
+// (Normalize, CheckNew).
 func (l *Lists) Add(who string, e ListEntry) (ListEntry, error) {
 	if err := e.Normalize(); err != nil {
+		return e, err
+	}
+	if err := e.CheckNew(); err != nil {
 		return e, err
 	}
 	if who == "" {

@@ -22,14 +22,14 @@ func TestListsPersistExpireAndAudit(t *testing.T) {
 	if _, err := l.Add("alice", ListEntry{List: "deny", Kind: "country", Value: "kp"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Add("bob", ListEntry{List: "allow", Kind: "card", Value: "c0ffee00c0ffee00c0ffee00", ExpiresAt: now.Add(time.Hour)}); err != nil {
+	if _, err := l.Add("bob", ListEntry{List: "allow", Kind: "card", Value: "c0ffee00c0ffee00c0ffee00c0ffee00", ExpiresAt: now.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.Add("bob", ListEntry{List: "watch", Kind: "terminal", Value: "T0000001"}); err != nil {
 		t.Fatal(err)
 	}
 	// BIN 476173, a card hash, terminal, merchant and country of a purchase.
-	in := [5]string{"476173", "c0ffee00c0ffee00c0ffee00", "T0000001", "000000000000001", "KP"}
+	in := [5]string{"476173", "c0ffee00c0ffee00c0ffee00c0ffee00", "T0000001", "000000000000001", "KP"}
 	f := l.Flags(in[0], in[1], in[2], in[3], in[4], now.UnixNano())
 	if !f.DenyBIN || !f.DenyCountry || !f.AllowCard || f.DenyCard || f.DenyTerminal || f.AllowBIN {
 		t.Errorf("flags %+v", f)
@@ -83,7 +83,7 @@ func TestListsPersistExpireAndAudit(t *testing.T) {
 	for _, a := range audit {
 		ops = append(ops, a.Who+":"+a.Op+":"+a.Entry.Value)
 	}
-	if got := strings.Join(ops, " "); got != "alice:add:476173 alice:add:KP bob:add:c0ffee00c0ffee00c0ffee00 bob:add:T0000001 carol:remove:KP" {
+	if got := strings.Join(ops, " "); got != "alice:add:476173 alice:add:KP bob:add:c0ffee00c0ffee00c0ffee00c0ffee00 bob:add:T0000001 carol:remove:KP" {
 		t.Errorf("audit: %s", got)
 	}
 	if later, _ := l2.Audit(audit[3].Time, 0); len(later) != 2 {

@@ -118,6 +118,9 @@ func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
 	if err := e.Normalize(); err != nil {
 		return nil, WithStatus(http.StatusBadRequest, err)
 	}
+	if err := e.CheckNew(); err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
 	if why := listreview.AddNeedsReview(g.lists, e, time.Now()); why != "" {
 		if g.review == nil {
 			return nil, WithStatus(http.StatusServiceUnavailable, errNoListReview)

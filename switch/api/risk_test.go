@@ -121,6 +121,10 @@ func TestRiskAPI(t *testing.T) {
 	if s := status(an.Do(ctx, http.MethodPost, "/api/v1/risk/lists", risk.AddListEntry{List: "deny", Kind: "card", Value: "4761739001010119"}, nil)); s != 400 {
 		t.Errorf("PAN on a list: %d", s)
 	}
+	// A card hash cut to 16 characters would never match: refused before review.
+	if s := status(an.Do(ctx, http.MethodPost, "/api/v1/risk/lists", risk.AddListEntry{List: "allow", Kind: "card", Value: "9f2c41d0aa17e3b5"}, nil)); s != 400 {
+		t.Errorf("truncated card hash on a list: %d, want 400", s)
+	}
 	// A note with a bidi override is refused, naming the code point.
 	bidi := add
 	bidi.Value, bidi.Note = "T0000008", "盗刷‮终端"

@@ -178,6 +178,9 @@ func (v *Review) check(c *registry.Change) (registry.ChangeEffect, error) {
 	}
 	switch c.Op {
 	case OpAdd:
+		if err := e.CheckNew(); err != nil {
+			return registry.ChangeEffect{}, fmt.Errorf("%w: %s: %v", registry.ErrInvalid, c.Op, err)
+		}
 		if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(v.now()) {
 			return registry.ChangeEffect{}, fmt.Errorf("%w: list entry %s: its expiry %s has passed: request it again with a later one",
 				registry.ErrConflict, target(e), e.ExpiresAt.UTC().Format(time.RFC3339))
