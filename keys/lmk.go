@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/internal/boundfile"
 )
 
 // DemoLMKHex is the fixed LMK (AES-256) of demo mode. It is public: LoadLMK and the
@@ -123,19 +124,21 @@ func WeakLMK(lmk []byte) string {
 }
 
 // LoadLMKFile reads an LMK of 64 hex digits from path. Like ssh with a private key,
-// it refuses a file that group or others may read or write.
+// it refuses a file that group or others may read or write; it refuses as well a
+// file that is not a regular one (a device, a FIFO) or is larger than
+// boundfile.MaxSecretBytes.
 func LoadLMKFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("LMK file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("LMK file %s is not a regular file", path)
+		return nil, fmt.Errorf("LMK file %s is not a regular file but %s", path, boundfile.Kind(fi.Mode()))
 	}
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("LMK file %s has permissions %04o: it must not be accessible by group or others (chmod 600 %s)", path, fi.Mode().Perm(), path)
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := boundfile.Read(path, boundfile.MaxSecretBytes)
 	if err != nil {
 		return nil, fmt.Errorf("LMK file: %w", err)
 	}

@@ -1,12 +1,12 @@
 package cli
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
@@ -97,13 +97,13 @@ func checkConfigFiles(env *Env, c *config.Config) error {
 	}
 	for i, l := range c.Listeners {
 		if l.TLS != nil {
-			if err := checkTLSFiles(l.TLS.CertFile, l.TLS.KeyFile, l.TLS.ClientCAFile); err != nil {
+			if err := checkTLSFiles(l.TLS.CertFile, l.TLS.KeyFile, l.TLS.ClientCAFile, "client_ca_file"); err != nil {
 				errs = append(errs, fmt.Errorf("listeners[%d].tls: %w", i, err))
 			}
 		}
 	}
 	if c.HSM.TLS {
-		if err := checkTLSFiles(c.HSM.CertFile, c.HSM.KeyFile, c.HSM.CAFile); err != nil {
+		if err := checkTLSFiles(c.HSM.CertFile, c.HSM.KeyFile, c.HSM.CAFile, "ca_file"); err != nil {
 			errs = append(errs, fmt.Errorf("hsm: %w", err))
 		}
 	}
@@ -137,20 +137,21 @@ func checkRulesNotEmpty(c *config.Config) error {
 }
 
 // checkTLSFiles loads a certificate and its key (when cert is set) and a CA file
-// (when ca is set).
-func checkTLSFiles(cert, key, ca string) error {
+// (when ca is set; caKey is its key, for errors), each within
+// boundfile.MaxPEMBytes, as the start does.
+func checkTLSFiles(cert, key, ca, caKey string) error {
 	if cert != "" {
-		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+		if _, err := boundfile.KeyPair(cert, key); err != nil {
 			return fmt.Errorf("cert_file %s, key_file %s: %w", cert, key, err)
 		}
 	}
 	if ca != "" {
-		pem, err := os.ReadFile(ca)
+		pem, err := boundfile.Read(ca, boundfile.MaxPEMBytes)
 		if err != nil {
-			return fmt.Errorf("CA file: %w", err)
+			return fmt.Errorf("%s: %w", caKey, err)
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return fmt.Errorf("CA file %s: no PEM certificate in it", ca)
+			return fmt.Errorf("%s %s: no PEM certificate in it", caKey, ca)
 		}
 	}
 	return nil

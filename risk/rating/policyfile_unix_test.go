@@ -37,7 +37,7 @@ func TestLoadPolicyFileKinds(t *testing.T) {
 	if err := os.WriteFile(big, []byte("# "+strings.Repeat("x", MaxPolicySize)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadPolicy(big); err == nil || !strings.Contains(err.Error(), "larger than 1048576 bytes") {
+	if _, err := LoadPolicy(big); err == nil || !strings.Contains(err.Error(), "more than the 1048576 bytes allowed") {
 		t.Errorf("a policy file over the bound: %v", err)
 	}
 }

@@ -18,9 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,6 +27,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/risk"
 )
 
@@ -213,24 +212,9 @@ const MaxPolicySize = 1 << 20
 // MaxPolicySize bytes. A named pipe in its place would block the open until
 // something wrote to it (rules check and test hung), a device would be read whole.
 func LoadPolicy(path string) (*Policy, error) {
-	fi, err := os.Stat(path)
+	b, err := boundfile.Read(path, MaxPolicySize)
 	if err != nil {
 		return nil, fmt.Errorf("rating policy: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("rating policy %s: not a regular file (%s)", path, fi.Mode().Type())
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("rating policy: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxPolicySize+1))
-	if err != nil {
-		return nil, fmt.Errorf("rating policy: %w", err)
-	}
-	if len(b) > MaxPolicySize {
-		return nil, fmt.Errorf("rating policy %s: larger than %d bytes (1 MiB): not a policy file?", path, MaxPolicySize)
 	}
 	return ParsePolicy(b, path)
 }

@@ -16,7 +16,7 @@ func TestRuleFileSizeBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Load(dir, LoadOptions{})
-	if err == nil || !strings.Contains(err.Error(), "b.yaml: larger than 1048576 bytes") {
+	if err == nil || !strings.Contains(err.Error(), "b.yaml is 1048589 bytes, more than the 1048576 bytes allowed") {
 		t.Fatalf("err %v, want b.yaml refused for its size", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "b.yaml"), []byte(big[:MaxFileSize-20]+"\nrules: []\n"), 0o644); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/risk/state"
 	_ "time/tzdata" // the rule set's time zone must load on any machine
 )
@@ -325,24 +325,9 @@ const MaxFileSize = 1 << 20
 // file (a symlink to one is): opening a named pipe called *.yaml would block until
 // something wrote to it, hanging rules check and the switch's reload.
 func readRuleFile(p string) ([]byte, error) {
-	fi, err := os.Stat(p)
+	data, err := boundfile.Read(p, MaxFileSize)
 	if err != nil {
-		return nil, fmt.Errorf("read rule file %s: %w", p, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("rule file %s: not a regular file (%s): not a rule file?", p, fi.Mode().Type())
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("read rule file %s: %w", p, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read rule file %s: %w", p, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("rule file %s: larger than %d bytes (1 MiB): not a rule file?", p, MaxFileSize)
+		return nil, fmt.Errorf("rule file: %w: not a rule file?", err)
 	}
 	return data, nil
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchyard/switchyard/internal/boundfile"
 )
 
 // Options are what Start takes besides the configuration.
@@ -319,8 +321,13 @@ const tlsHandshakeTimeout = 2 * time.Second
 // serverConfig reads the embedded server's TLS files into a configuration that
 // presents the node's certificate and requires and verifies the other end's (the
 // same CA for the routes, both ways, and the client port). The key file must not
-// be readable by others.
+// be readable by others. Each file is read once, within boundfile.MaxPEMBytes (a
+// device or a FIFO named by mistake is refused with its key), and the
+// configuration is built from what was read: what nats-server's GenTLSConfig
+// would build from the files (TLS 1.2 at least, Go's default suites and curves),
+// without it reading them again unbounded.
 func (t EmbeddedTLS) serverConfig() (*tls.Config, error) {
+	data := make(map[string][]byte, 3)
 	for _, f := range t.files() {
 		fi, err := os.Stat(f.path)
 		if err != nil {
@@ -329,26 +336,26 @@ func (t EmbeddedTLS) serverConfig() (*tls.Config, error) {
 		if f.key == "key_file" && fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("cluster.embedded.tls.key_file: %s is readable by others (mode %v); chmod 600 it", f.path, fi.Mode().Perm())
 		}
+		if data[f.key], err = boundfile.Read(f.path, boundfile.MaxPEMBytes); err != nil {
+			return nil, fmt.Errorf("cluster.embedded.tls.%s: %w", f.key, err)
+		}
 	}
-	// Each file read on its own first, so that an error names the one at fault.
-	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+	defer clear(data["key_file"])
+	cert, err := tls.X509KeyPair(data["cert_file"], data["key_file"])
+	if err != nil {
 		return nil, fmt.Errorf("cluster.embedded.tls.cert_file and key_file (%s, %s): %w", t.CertFile, t.KeyFile, err)
 	}
-	pemCA, err := os.ReadFile(t.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("cluster.embedded.tls.ca_file: %w", err)
+	if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+		return nil, fmt.Errorf("cluster.embedded.tls.cert_file: %s: %w", t.CertFile, err)
 	}
-	if !x509.NewCertPool().AppendCertsFromPEM(pemCA) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data["ca_file"]) {
 		return nil, fmt.Errorf("cluster.embedded.tls.ca_file: %s holds no PEM certificate", t.CAFile)
-	}
-	c, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.CertFile, KeyFile: t.KeyFile, CaFile: t.CAFile, Verify: true})
-	if err != nil {
-		return nil, fmt.Errorf("cluster.embedded.tls (cert_file %s, key_file %s, ca_file %s): %w", t.CertFile, t.KeyFile, t.CAFile, err)
 	}
 	// A route's node is client and server both: the CA also verifies the peer it
 	// dials (nats-server's own cluster configuration does the same).
-	c.RootCAs = c.ClientCAs
-	return c, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, RootCAs: pool}, nil
 }
 
 // hostPort splits addr into nats-server's host and port; port 0 becomes
@@ -368,19 +375,50 @@ func hostPort(addr string) (string, int, error) {
 // authOptions reads the external mode's TLS and credential files.
 func (x External) authOptions() ([]nats.Option, error) {
 	var o []nats.Option
+	// The TLS files are read at each connection (a renewed certificate is used
+	// by the next reconnection), as nats.RootCAs and nats.ClientCert do, but
+	// within boundfile.MaxPEMBytes, with errors that name the key; they are read
+	// once here too, so that config check and a start with a bad file fail at once.
+	var certCB nats.TLSCertHandler
+	var casCB nats.RootCAsHandler
 	if x.TLSCAFile != "" {
-		if _, err := os.Stat(x.TLSCAFile); err != nil {
-			return nil, fmt.Errorf("cluster.external.tls_ca_file: %w", err)
+		casCB = func() (*x509.CertPool, error) {
+			b, err := boundfile.Read(x.TLSCAFile, boundfile.MaxPEMBytes)
+			if err != nil {
+				return nil, fmt.Errorf("cluster.external.tls_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(b) {
+				return nil, fmt.Errorf("cluster.external.tls_ca_file: %s holds no PEM certificate", x.TLSCAFile)
+			}
+			return pool, nil
 		}
-		o = append(o, nats.RootCAs(x.TLSCAFile))
 	}
 	if x.TLSCertFile != "" {
-		for key, f := range map[string]string{"tls_cert_file": x.TLSCertFile, "tls_key_file": x.TLSKeyFile} {
-			if _, err := os.Stat(f); err != nil {
-				return nil, fmt.Errorf("cluster.external.%s: %w", key, err)
+		certCB = func() (tls.Certificate, error) {
+			cert, err := boundfile.KeyPair(x.TLSCertFile, x.TLSKeyFile)
+			if err == nil {
+				cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0])
+			}
+			if err != nil {
+				return tls.Certificate{}, fmt.Errorf("cluster.external.tls_cert_file and tls_key_file (%s, %s): %w", x.TLSCertFile, x.TLSKeyFile, err)
+			}
+			return cert, nil
+		}
+	}
+	if certCB != nil || casCB != nil {
+		// Smoke test here: nats.Connect would only report the error on connecting.
+		if casCB != nil {
+			if _, err := casCB(); err != nil {
+				return nil, err
 			}
 		}
-		o = append(o, nats.ClientCert(x.TLSCertFile, x.TLSKeyFile))
+		if certCB != nil {
+			if _, err := certCB(); err != nil {
+				return nil, err
+			}
+		}
+		o = append(o, nats.ClientTLSConfig(certCB, casCB))
 	}
 	secret := func(key, f string) ([]byte, error) {
 		fi, err := os.Stat(f)
@@ -390,7 +428,7 @@ func (x External) authOptions() ([]nats.Option, error) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("cluster.external.%s: %s is readable by others (mode %v); chmod 600 it", key, f, fi.Mode().Perm())
 		}
-		b, err := os.ReadFile(f)
+		b, err := boundfile.Read(f, boundfile.MaxSecretBytes)
 		if err != nil {
 			return nil, fmt.Errorf("cluster.external.%s: %w", key, err)
 		}

@@ -4,9 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
 	"sync/atomic"
 
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/metrics"
 )
@@ -17,8 +17,9 @@ import (
 // switch's client certificate to the payShield HSMs. The handshakes that begin
 // after a reload present what the reload read (GetConfigForClient,
 // GetClientCertificate); the connections already up keep theirs. A reload whose
-// files do not load (missing, not PEM, a key that is not the certificate's) keeps
-// the running certificate and says why.
+// files do not load (missing, not PEM, a key that is not the certificate's, not a
+// regular file or over boundfile.MaxPEMBytes) keeps the running certificate and
+// says why.
 type certFiles struct {
 	what                      string // the configuration key, for the log and errors: "listener tls-terminals", "hsm"
 	use                       string // metrics.CertUseListener or metrics.CertUseHSMClient
@@ -72,7 +73,7 @@ func newClientCert(what, use, certFile, keyFile string, m *metrics.Metrics, tc *
 // expiry gauge holds their certificates (the replaced ones' series removed, so that
 // a renewed certificate clears its expiry alert). On failure nothing changes.
 func (c *certFiles) reload() error {
-	cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	cert, err := boundfile.KeyPair(c.certFile, c.keyFile)
 	if err != nil {
 		return fmt.Errorf("%s: tls cert_file %s, key_file %s: %w", c.what, c.certFile, c.keyFile, err)
 	}
@@ -84,9 +85,9 @@ func (c *certFiles) reload() error {
 	if c.use == metrics.CertUseListener {
 		l.server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if c.caFile != "" {
-			pem, err := os.ReadFile(c.caFile)
+			pem, err := boundfile.Read(c.caFile, boundfile.MaxPEMBytes)
 			if err != nil {
-				return fmt.Errorf("%s: tls client CA: %w", c.what, err)
+				return fmt.Errorf("%s: tls client_ca_file: %w", c.what, err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/api"
@@ -132,7 +132,7 @@ func (s *Server) clusterCertificates(cfg cluster.Config) {
 		add(metrics.CertUseNATSCA, cfg.External.TLSCAFile)
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f.path)
+		data, err := boundfile.Read(f.path, boundfile.MaxPEMBytes)
 		if err != nil {
 			s.log.Warn().Err(err).Str("use", f.use).Msg("cluster: certificate file not read again for its expiry metric")
 			continue

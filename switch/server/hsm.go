@@ -4,9 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/switchyard/switchyard/hsm/payshield"
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/metrics"
 )
@@ -24,7 +24,7 @@ func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
 	if c.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+			pem, err := boundfile.Read(c.CAFile, boundfile.MaxPEMBytes)
 			if err != nil {
 				return nil, fmt.Errorf("hsm.ca_file: %w", err)
 			}

@@ -412,7 +412,14 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	var lmk []byte
 	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
 		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {
-			return nil, fmt.Errorf("security: %w", err)
+			key := "security"
+			switch {
+			case cfg.Security.LMKFile != "":
+				key = "security.lmk_file"
+			case cfg.Security.LMKEnv != "":
+				key = "security.lmk_env"
+			}
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 	}
 	defer clear(lmk) // on every return; the software HSM keeps its own copy

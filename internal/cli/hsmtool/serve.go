@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm/payshield"
+	"github.com/switchyard/switchyard/internal/boundfile"
 	"github.com/switchyard/switchyard/keys"
 )
 
@@ -79,7 +80,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // loadVariantLMK returns the 20 pairs of a variant LMK: with demo the published
 // Thales test LMK, else 20 pairs of 32 hex digits (separated by white space) from a
-// file of mode 600 or an environment variable. The test LMK is refused outside demo.
+// file of mode 600 (a regular file of at most boundfile.MaxSecretBytes) or an
+// environment variable. The test LMK is refused outside demo.
 func loadVariantLMK(file, env string, demo bool) ([20][]byte, error) {
 	var text string
 	switch {
@@ -91,7 +93,7 @@ func loadVariantLMK(file, env string, demo bool) ([20][]byte, error) {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return [20][]byte{}, fmt.Errorf("variant LMK file %s has permissions %04o: it must not be accessible by group or others (chmod 600 %s)", file, fi.Mode().Perm(), file)
 		}
-		raw, err := os.ReadFile(file)
+		raw, err := boundfile.Read(file, boundfile.MaxSecretBytes)
 		if err != nil {
 			return [20][]byte{}, fmt.Errorf("variant LMK file: %w", err)
 		}
