@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -186,6 +187,14 @@ func runTerm(env *Env, args []string) int {
 	if *mid != "" && len(*mid) != 15 {
 		return failUsage(env, "term: --mid %q: want 15 characters", *mid)
 	}
+	// A malformed PIN is a usage error, refused before anything is sent (a TPK
+	// terminal's working key change went first, and a cup terminal's sign-in):
+	// the message says what is wrong with it, never the PIN.
+	if *pin != "" {
+		if err := pinblock.CheckPIN([]byte(*pin)); err != nil {
+			return failUsage(env, "term: --pin: %v", err)
+		}
+	}
 	if d == message.DialectCUP && *resend != "" {
 		return failUsage(env, "term %s: --resend: the ASCII dialects only (a cup terminal's resend is not made by term)", kind)
 	}
@@ -323,8 +332,8 @@ func runTerm(env *Env, args []string) int {
 		default:
 			err = fmt.Errorf("no demo PIN key for terminal %s", t.TID)
 		}
-		if err != nil {
-			return fail(env, "term: --pin: %v", err)
+		if err != nil { // no demo PIN key for --tid, or a --pan or --ksn that makes no PIN block
+			return failUsage(env, "term: --pin: %v", err)
 		}
 		t.PINBlock = block
 	}

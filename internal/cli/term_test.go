@@ -270,3 +270,28 @@ func loopbackSwitch(t *testing.T, mti string, answer func(req, resp *iso8583.Mes
 	}()
 	return ln.Addr().String()
 }
+
+// TestTermPINUsage: a malformed --pin (not 4 to 12 digits), or one for a terminal
+// with no demo PIN key, is a usage error: exit 2, as every other bad flag of term,
+// with a message that says what is wrong and does not repeat the PIN. It exited 1,
+// and for a TPK terminal after its working key change had been sent; for cup after
+// the sign-in. Nothing listens at the address: nothing must be needed from it.
+func TestTermPINUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"not digits TPK", []string{"--tid", "T0000001", "--pin", "12x4"}, "term: --pin: PIN has a non-digit"},
+		{"too short DUKPT", []string{"--tid", "T0000002", "--pin", "987"}, "term: --pin: PIN length out of range (want 4-12 digits)"},
+		{"too long cup", []string{"--dialect", "cup", "--pin", "9876543210987"}, "term: --pin: PIN length out of range (want 4-12 digits)"},
+		{"no PIN key", []string{"--tid", "T0000099", "--pin", "5678"}, "term: --pin: no demo PIN key for terminal T0000099"},
+	} {
+		args := append([]string{"term", "purchase", "--addr", "127.0.0.1:1", "--pan", "4761739001010119", "--amount", "1000", "--timeout", "2s"}, tc.args...)
+		code, out, errs := runCLI(t, nil, args...)
+		pin := tc.args[len(tc.args)-1]
+		if code != 2 || out != "" || !strings.Contains(errs, tc.want) || strings.Contains(errs, pin) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 2 and %q, without the PIN", tc.name, code, out, errs, tc.want)
+		}
+	}
+}
