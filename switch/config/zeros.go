@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -12,8 +13,10 @@ import (
 )
 
 // numberLeaves adds to out, by key path (listeners[0].idle_timeout), the value in v
-// of every number the YAML node n sets explicitly: the integers, floats, durations
-// and sizes written in the file. Maps are skipped (their entries have no defaults).
+// of every number and string the YAML node n sets explicitly: the integers, floats,
+// durations, sizes and strings written in the file (not a null: `key:` with no
+// value is left out, as a missing key). Maps are skipped (their entries have no
+// defaults).
 func numberLeaves(n *yaml.Node, v reflect.Value, path string, out map[string]reflect.Value) {
 	for n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
 		n = n.Content[0]
@@ -48,7 +51,7 @@ func numberLeaves(n *yaml.Node, v reflect.Value, path string, out map[string]ref
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
+		reflect.Float32, reflect.Float64, reflect.String:
 		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
 			out[path] = v
 		}
@@ -87,8 +90,9 @@ func fieldByYAML(v reflect.Value, name string) (reflect.Value, bool) {
 	return reflect.Value{}, false
 }
 
-// explicitZeros returns the paths of the numbers the file sets to 0 (doc is the
-// file's YAML, c the configuration decoded from it, before ApplyDefaults).
+// explicitZeros returns the paths of the numbers the file sets to 0 and of the
+// strings it sets to "" (doc is the file's YAML, c the configuration decoded from
+// it, before ApplyDefaults).
 func explicitZeros(doc *yaml.Node, c *Config) []string {
 	leaves := map[string]reflect.Value{}
 	numberLeaves(doc, reflect.ValueOf(c).Elem(), "", leaves)
@@ -102,18 +106,51 @@ func explicitZeros(doc *yaml.Node, c *Config) []string {
 	return zeros
 }
 
+// emptyUsesDefault are the string keys (a list's index written []) whose "" is
+// read as "not set" where they are used, not by ApplyDefaults, with their
+// defaults: an explicit "" is refused for them as for the keys ApplyDefaults fills.
+var emptyUsesDefault = map[string]string{
+	"refunds.policies[].void":        "same-day",
+	"refunds.policies[].refund_from": "any-time",
+	"hsm.backend":                    "software",
+	"hsm.lmk_scheme":                 "keyblock",
+	"ratings.refresh_at":             "03:30",
+	"cluster.group_pause":            "10ms",
+	"cluster.shed_after":             "2.5s",
+	"cluster.lease_ttl":              "5s",
+	"cluster.lease_refresh":          "1s",
+}
+
+// listIndex matches a list's index in a key path: [3].
+var listIndex = regexp.MustCompile(`\[[0-9]+\]`)
+
 // checkZeros refuses each of the zeros (explicitZeros) that ApplyDefaults has
-// replaced by a default: ApplyDefaults reads 0 as "not set", so an operator's
-// explicit 0 (no grace, no timeout) would silently become the default. Where 0
-// means something, Parse sets the default before decoding (journal.window) and
-// the 0 stands.
+// replaced by a default: ApplyDefaults reads 0 and "" as "not set", so an
+// operator's explicit 0 (no grace, no timeout) or "" (log.level: "") would
+// silently become the default; and each "" of emptyUsesDefault. Where 0 means
+// something, Parse sets the default before decoding (journal.window) and the 0
+// stands; a "" that ApplyDefaults leaves (a file not named, refunds.policies[].kind
+// for every kind) stands too.
 func checkZeros(doc *yaml.Node, c *Config, zeros []string) error {
 	leaves := map[string]reflect.Value{}
 	numberLeaves(doc, reflect.ValueOf(c).Elem(), "", leaves)
 	var errs []error
 	for _, path := range zeros {
 		v, ok := leaves[path]
-		if !ok || v.IsZero() {
+		if !ok {
+			continue
+		}
+		if v.Kind() == reflect.String {
+			def, atUse := emptyUsesDefault[listIndex.ReplaceAllString(path, "[]")]
+			if !v.IsZero() {
+				def = v.String()
+			} else if !atUse {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("%s: \"\": want a value (leave the key out for the default, %s)", path, def))
+			continue
+		}
+		if v.IsZero() {
 			continue
 		}
 		zero, def := "0", fmt.Sprint(v.Interface())
