@@ -22,6 +22,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -318,6 +319,41 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, fmt.Errorf("timezone: %w", err)
 	}
+	// The LMK and the card hash key are opened before the data directory (a
+	// start refused for them leaves a new directory as it found it: absent or
+	// empty, where Badger's files stayed before the fifteenth release), and so
+	// before the registry, which keys its webhook URL fingerprints with a key
+	// derived from the card hash key (registry.Options.WebhookURLKey). So are
+	// the listeners' certificates, read here and used when the listeners are
+	// bound.
+	var lmk []byte
+	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
+		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {
+			key := "security"
+			switch {
+			case cfg.Security.LMKFile != "":
+				key = "security.lmk_file"
+			case cfg.Security.LMKEnv != "":
+				key = "security.lmk_env"
+			}
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+	}
+	defer clear(lmk) // on every return; the software HSM keeps its own copy
+	cardKey, err := s.openCardHashKey(lmk)
+	if err != nil {
+		return nil, err
+	}
+	listenerTLS := make([]*tls.Config, len(cfg.Listeners))
+	for i, lc := range cfg.Listeners {
+		if lc.TLS != nil {
+			var cf *certFiles
+			if cf, listenerTLS[i], err = newListenerCert(lc.TLS, s.Metrics, lc.Name); err != nil {
+				return nil, err
+			}
+			s.certs = append(s.certs, cf)
+		}
+	}
 	if err := checkStartSpace(cfg.DataDir, cfg.Journal.MinFreeMB, freeSpace); err != nil {
 		return nil, err // diskguard.go: Badger could crash the process as it opens
 	}
@@ -406,27 +442,6 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.Metrics.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "switchyard_journal_damaged_reads_total", Help: "Reads of journal records whose frame in the log is damaged (a checksum that does not hold): each was skipped and named (a settlement marked incomplete); the log says which record, file and offset.",
 	}, func() float64 { return float64(s.Journal.DamagedReads()) }))
-	// The LMK and the card hash key are opened before the registry, which keys
-	// its webhook URL fingerprints with a key derived from the card hash key
-	// (registry.Options.WebhookURLKey).
-	var lmk []byte
-	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
-		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {
-			key := "security"
-			switch {
-			case cfg.Security.LMKFile != "":
-				key = "security.lmk_file"
-			case cfg.Security.LMKEnv != "":
-				key = "security.lmk_env"
-			}
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-	}
-	defer clear(lmk) // on every return; the software HSM keeps its own copy
-	cardKey, err := s.openCardHashKey(lmk)
-	if err != nil {
-		return nil, err
-	}
 	regLog, err := s.cl.storeLog("registry")
 	if err != nil {
 		return nil, err
@@ -791,13 +806,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			}
 			fc.ProxyProtocol = &frontend.ProxyProtocol{Trusted: nets, Required: pp.Required}
 		}
-		if lc.TLS != nil {
-			var cf *certFiles
-			if cf, fc.TLS, err = newListenerCert(lc.TLS, s.Metrics, lc.Name); err != nil {
-				return nil, err
-			}
-			s.certs = append(s.certs, cf)
-		}
+		fc.TLS = listenerTLS[i] // read before the data directory was opened
 		var proc frontend.Processor = s.Pipeline
 		if d == message.DialectCUP {
 			proc = newCUPAdapter(lc, s)
