@@ -446,8 +446,8 @@ func textProblem(s string, max int) string {
 // NoteProblem says why s cannot be a note or a reason, free text people type for
 // other people (a change's reason, which a suspension or freeze keeps as the
 // record's status reason; a review note; an incident's, an alert's or a review
-// case's note; an alert rule's description), or returns "" when it can: valid
-// UTF-8 with no control character other than a tab or a line break, no format
+// case's note; an alert rule's description), or returns "" when it can: at most
+// MaxNote bytes of valid UTF-8 with no control character other than a tab or a line break, no format
 // character (the bidi embeddings, overrides, isolates and marks U+202A-U+202E,
 // U+2066-U+2069, U+200E/U+200F and U+061C; the zero-width space, joiners and
 // U+FEFF; the soft hyphen), no line or paragraph separator (U+2028, U+2029) and
@@ -457,6 +457,9 @@ func textProblem(s string, max int) string {
 // is stored to reorder or hide part of a note a reviewer reads (a reason that
 // reads "approved" but is not).
 func NoteProblem(s string) string {
+	if len(s) > MaxNote {
+		return fmt.Sprintf("%d bytes long, over the %d bytes a note or reason takes (shorten it; attach long material elsewhere and name it)", len(s), MaxNote)
+	}
 	if !utf8.ValidString(s) {
 		return "not valid UTF-8"
 	}
@@ -471,9 +474,18 @@ func NoteProblem(s string) string {
 	return ""
 }
 
+// MaxNote bounds a note or reason, in bytes (NoteProblem): a few paragraphs in any
+// script. Until 8 December 2026 there was no bound but the request body's, and a
+// 6 MB reason made the review queue and the oplog pages of every reviewer 6 to 12
+// MB (a reason is stored for good in the oplog, twice).
+const MaxNote = 4096
+
 // noteError is the error of a note or reason (field, such as "change CHG-4: review
 // note") that NoteProblem refuses, nil when it takes it.
 func noteError(field, s string) error {
+	if len(s) > MaxNote {
+		return invalidf("%s: %s", field, NoteProblem(s))
+	}
 	if p := NoteProblem(s); p != "" {
 		return invalidf("%s: %s; free text takes any script, tabs and line breaks, not characters that reorder or hide text", field, p)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // badNotes are notes with a character that reorders or hides text, each with the
-// code point the error must name.
+// code point the error must name; and one too long, with what its error must say.
 var badNotes = []struct{ text, code string }{
 	{"stolen \u202eon approved", "U+202E"}, // right-to-left override
 	{"终端\u2066丢失\u2069", "U+2066"},         // left-to-right isolate
@@ -18,10 +18,12 @@ var badNotes = []struct{ text, code string }{
 	{"lost\x1b[2K", "U+001B"},
 	{"lost\u2028found", "U+2028"},
 	{"丢失\ufe0f", "U+FE0F"}, // variation selector
+	// Too long: 4,800 bytes (a 6 MB reason was taken until 8 December 2026).
+	{strings.Repeat("终端丢失", 400), "4800 bytes long, over the 4096 bytes"},
 }
 
 // goodNotes are ordinary notes, in Chinese too, over several lines: taken.
-var goodNotes = []string{"", "device replaced", "终端丢失，商户已报案（派出所编号 123）", "商户说：\n1. 设备已找回\n2. 请恢复\tOK", "星巴克　南京西路店 "}
+var goodNotes = []string{strings.Repeat("丢", 1365) + "a", "", "device replaced", "终端丢失，商户已报案（派出所编号 123）", "商户说：\n1. 设备已找回\n2. 请恢复\tOK", "星巴克　南京西路店 "}
 
 // TestNotesRefuseBidiAndInvisible: a change request's reason (a suspension's too),
 // a review note (approve, reject, cancel), an incident's and an alert's note and an
