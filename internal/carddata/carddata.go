@@ -82,9 +82,9 @@ const (
 
 // MaskText replaces the card numbers in s, free text a person typed, with their
 // masked form (first 6, '*', last 4) and reports how many it replaced. A card
-// number is 13 to 19 digits that pass the Luhn check, written in one piece or in
-// groups of 3 to 10 digits joined by single spaces or single dashes (one kind per
-// number). Glued to a letter or '_' ("X4761739001010119", "card4761739001010119end",
+// number is 13 to 19 digits that pass the Luhn check, written in one piece, in
+// groups of 3 to 10 digits joined by separators (groups), or a digit at a time with
+// one separator after each (maskDigitByDigit). Glued to a letter or '_' ("X4761739001010119", "card4761739001010119end",
 // "ref:X4761-7390-0101-0119"), a number is masked when it passes an identifier's
 // test (InID: 16 to 19 digits, or 13 to 15 with a card scheme's prefix, no ICCID),
 // its leading zeros put aside, so that merchant IDs, timestamps, IMEIs, ICCIDs and
@@ -147,6 +147,9 @@ func foldDigits(s string) (string, bool) {
 			changed = true
 		case r == '\uFF0F': // full-width solidus
 			b.WriteByte('/')
+			changed = true
+		case r == '\uFF0C' || r == '\u3001': // full-width and ideographic commas
+			b.WriteByte(',')
 			changed = true
 		default:
 			b.WriteRune(r)
@@ -216,6 +219,48 @@ func maskText(s string) (string, int) {
 		i = next
 	}
 	if n == 0 {
+		return maskDigitByDigit(s)
+	}
+	b.WriteString(s[copied:])
+	out, k := maskDigitByDigit(b.String())
+	return out, n + k
+}
+
+// maskDigitByDigit masks the card numbers in s typed a digit at a time, one
+// separator (isSep) after each ("4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9"): a run of 13 to
+// 19 single digits, not glued to a letter or a digit, whose digits pass the Luhn
+// check, is masked whole. Groups of one or two digits are not read as a card
+// number's (dates, times), so until 8 December 2026 such a number was left in
+// clear. It allocates only when it masks.
+func maskDigitByDigit(s string) (string, int) {
+	var b strings.Builder
+	n, copied := 0, 0
+	for i := 0; i+2*minPAN-1 <= len(s); {
+		if !isDigit(s[i]) || i > 0 && (isDigit(s[i-1]) || isWord(s[i-1])) {
+			i++
+			continue
+		}
+		var digits [maxPAN + 1]byte
+		k, j := 0, i
+		for {
+			digits[k] = s[j]
+			k++
+			j++ // after the digit
+			if k > maxPAN || j+1 >= len(s) || !isSep(s[j]) || !isDigit(s[j+1]) || j+2 < len(s) && isDigit(s[j+2]) {
+				break
+			}
+			j++ // the next digit
+		}
+		single := j == len(s) || !isDigit(s[j]) && !isWord(s[j])
+		if k < minPAN || k > maxPAN || !single || !Luhn(string(digits[:k])) {
+			i = j
+			continue
+		}
+		b.WriteString(s[copied:i])
+		b.WriteString(MaskPAN(string(digits[:k])))
+		copied, n, i = j, n+1, j
+	}
+	if n == 0 {
 		return s, 0
 	}
 	b.WriteString(s[copied:])
@@ -226,7 +271,8 @@ func maskText(s string) (string, int) {
 type group struct{ start, end int }
 
 // groups reads the digit groups from s[i] (a digit) on: runs of digits joined by
-// separators, one to three of space, tab, '-', '.', '/' and '_' ("4761 7390 0101
+// separators, one to three of space, tab, '-', '.', '/', '_' and ',' (',' since 8
+// December 2026, and the full-width and ideographic commas as it) ("4761 7390 0101
 // 0119", "4761.7390.0101.0119", "4761 - 7390 - 0101 - 0119"). The kinds may mix
 // ("4761 7390-0101 0119"): until 7 December 2026 one kind per number, a single
 // space or dash, was read, and the rest left in clear. It appends them to gs.
@@ -252,7 +298,7 @@ func groups(s string, i int, gs []group) []group {
 const maxSep = 3
 
 func isSep(c byte) bool {
-	return c == ' ' || c == '\t' || c == '-' || c == '.' || c == '/' || c == '_'
+	return c == ' ' || c == '\t' || c == '-' || c == '.' || c == '/' || c == '_' || c == ','
 }
 
 // found is one card number in s: s[start:end] goes; its digits are those of groups

@@ -225,9 +225,35 @@ func TestMaskTextOtherSeparators(t *testing.T) {
 		"4761\u20117390\u20110101\u20110119", // non-breaking hyphens
 		"4761\uff0e7390\uff0e0101\uff0e0119", // full-width full stops
 		"4761\u202f7390\u202f0101\u202f0119", // narrow no-break spaces
+		// Found by a trial of the console: stored in clear until 8 December 2026.
+		"4761,7390,0101,0119",                // commas
+		"4761\uff0c7390\uff0c0101\uff0c0119", // full-width commas
+		"4761\u30017390\u30010101\u30010119", // ideographic commas
+		"4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9",    // a digit at a time
+		"4-7-6-1-7-3-9-0-0-1-0-1-0-1-1-9",
+		"4,7,6,1,7,3,9,0,0,1,0,1,0,1,1,9",
 	} {
 		if got, n := MaskText(in); n != 1 || got != "476173******0119" {
 			t.Errorf("MaskText(%q) = %q, %d; want it masked", in, got, n)
+		}
+	}
+	for in, want := range map[string]string{
+		"card 4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9, refund it":               "card 476173******0119, refund it",
+		"cards 4761,7390,0101,0119 and 4 7 6 1 7 3 9 0 0 1 0 1 0 1 4 3": "cards 476173******0119 and 476173******0143",
+	} {
+		if got, n := MaskText(in); n != 2 && n != 1 || got != want {
+			t.Errorf("MaskText(%q) = %q, %d; want %q", in, got, n, want)
+		}
+	}
+	// Left alone: amounts with thousands separators, lists of small numbers, a run
+	// of single digits failing the Luhn check or too short, single digits glued.
+	for _, in := range []string{
+		"1,000,000,000 fen", "batch 1,2222,0,0", "steps 1, 2, 3 and 4",
+		"4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 8", "4 7 6 1 7 3 9 0 0 1 0 1", "x4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9",
+		"4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9 2 0 0 0 0",
+	} {
+		if got, n := MaskText(in); n != 0 || got != in {
+			t.Errorf("MaskText(%q) = %q, %d; want it unchanged", in, got, n)
 		}
 	}
 }
