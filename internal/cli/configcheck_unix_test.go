@@ -6,11 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/switchyard/switchyard/internal/devpki"
+	"github.com/switchyard/switchyard/internal/boundfile/boundfiletest"
 	"github.com/switchyard/switchyard/switch/config"
 )
 
@@ -21,23 +19,9 @@ import (
 // once with its key and its path. /dev/zero was read until the memory ran out, a
 // FIFO hung the check waiting for a writer, and a huge LMK file was read whole.
 func TestConfigCheckFilesBounded(t *testing.T) {
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
-	}
-	ca, err := devpki.NewCA(dir, "ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue(dir, "n1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bigLMK := filepath.Join(dir, "lmk.hex")
-	if err := os.WriteFile(bigLMK, []byte(strings.Repeat("a1", 32)+strings.Repeat(" ", 64<<10)), 0o600); err != nil || os.Chmod(bigLMK, 0o600) != nil {
-		t.Fatal(err)
-	}
+	files := boundfiletest.New(t)
+	dir, fifo, bigLMK := files.Dir, files.FIFO, files.BigLMK
+	caFile, cert, key := files.Cert(t, "n1")
 	const base = "demo: true\nsecurity: {card_hash_key_hex: " + config.DemoCardHashKey + "}\n"
 	listener := "listeners: [{addr: 127.0.0.1:0}]\n"
 	tlsListener := func(cert, key, ca string) string {
@@ -52,9 +36,9 @@ func TestConfigCheckFilesBounded(t *testing.T) {
 	for _, tc := range []struct{ name, body, want string }{
 		{"LMK too big", "demo: true\n" + listener + "security: {lmk_file: " + bigLMK + ", card_hash_key_hex: " + config.DemoCardHashKey + "}\n",
 			"security.lmk_file/lmk_env: LMK file: " + bigLMK + " is 65600 bytes, more than the 65536 bytes allowed"},
-		{"listener cert dev zero", base + tlsListener("/dev/zero", key, ca.File),
+		{"listener cert dev zero", base + tlsListener("/dev/zero", key, caFile),
 			"listeners[0].tls: cert_file /dev/zero, key_file " + key + ": /dev/zero is not a regular file but a device"},
-		{"listener key FIFO", base + tlsListener(cert, fifo, ca.File),
+		{"listener key FIFO", base + tlsListener(cert, fifo, caFile),
 			"listeners[0].tls: cert_file " + cert + ", key_file " + fifo + ": " + fifo + " is not a regular file but a named pipe (FIFO)"},
 		{"listener client CA FIFO", base + tlsListener(cert, key, fifo),
 			"listeners[0].tls: client_ca_file: " + fifo + " is not a regular file but a named pipe (FIFO)"},
@@ -64,7 +48,7 @@ func TestConfigCheckFilesBounded(t *testing.T) {
 			"hsm: cert_file /dev/zero, key_file " + key + ": /dev/zero is not a regular file but a device"},
 		{"cluster CA FIFO", base + listener + cluster("{mode: embedded, node: 1, embedded: {server_name: n1, tls: {ca_file: "+fifo+", cert_file: "+cert+", key_file: "+key+"}}}"),
 			"cluster.embedded.tls.ca_file: " + fifo + " is not a regular file but a named pipe (FIFO)"},
-		{"cluster cert dev zero", base + listener + cluster("{mode: embedded, node: 1, embedded: {server_name: n1, tls: {ca_file: "+ca.File+", cert_file: /dev/zero, key_file: "+key+"}}}"),
+		{"cluster cert dev zero", base + listener + cluster("{mode: embedded, node: 1, embedded: {server_name: n1, tls: {ca_file: "+caFile+", cert_file: /dev/zero, key_file: "+key+"}}}"),
 			"cluster.embedded.tls.cert_file: /dev/zero is not a regular file but a device"},
 		{"external CA FIFO", base + listener + external("tls_ca_file: "+fifo),
 			"cluster.external.tls_ca_file: " + fifo + " is not a regular file but a named pipe (FIFO)"},
@@ -82,22 +66,13 @@ func TestConfigCheckFilesBounded(t *testing.T) {
 				code      int
 				out, errs string
 			}
-			done := make(chan result, 1)
-			go func() {
-				code, out, errs := runCLI(t, nil, "config", "check", "--config", p)
-				done <- result{code, out, errs}
-			}()
-			select {
-			case r := <-done:
-				if r.code != 1 || r.out != "" || !strings.Contains(r.errs, tc.want) {
-					t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", r.code, r.out, r.errs, tc.want)
-				}
-			case <-time.After(20 * time.Second): // a failure bound only
-				// End an open blocked on the FIFO: it returns with nothing read.
-				if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-					f.Close()
-				}
-				t.Fatal("config check still reading after 20s")
+			var r result
+			_ = files.Within(t, func() error {
+				r.code, r.out, r.errs = runCLI(t, nil, "config", "check", "--config", p)
+				return nil
+			})
+			if r.code != 1 || r.out != "" || !strings.Contains(r.errs, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit 1 and %q", r.code, r.out, r.errs, tc.want)
 			}
 		})
 	}

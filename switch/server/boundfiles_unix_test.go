@@ -3,16 +3,12 @@
 package server
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
-	"github.com/switchyard/switchyard/internal/devpki"
+	"github.com/switchyard/switchyard/internal/boundfile/boundfiletest"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/metrics"
 )
@@ -24,23 +20,9 @@ import (
 // the memory ran out, a FIFO hung the start waiting for a writer, and a huge LMK
 // file was read whole.
 func TestStartFilesBounded(t *testing.T) {
-	dir := t.TempDir()
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Skipf("mkfifo: %v", err)
-	}
-	ca, err := devpki.NewCA(dir, "ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue(dir, "switch")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bigLMK := filepath.Join(dir, "lmk.hex")
-	if err := os.WriteFile(bigLMK, []byte(strings.Repeat("a1", 32)+strings.Repeat(" ", 64<<10)), 0o600); err != nil || os.Chmod(bigLMK, 0o600) != nil {
-		t.Fatal(err)
-	}
+	files := boundfiletest.New(t)
+	fifo, bigLMK := files.FIFO, files.BigLMK
+	caFile, cert, key := files.Cert(t, "switch")
 	listener := func(cert, key, ca string) func() error {
 		return func() error {
 			_, _, err := newListenerCert(&config.TLS{CertFile: cert, KeyFile: key, ClientCAFile: ca}, metrics.New(), "tls-terminals")
@@ -72,31 +54,20 @@ func TestStartFilesBounded(t *testing.T) {
 			}
 			return err
 		}, "security.lmk_file: LMK file: " + bigLMK + " is 65600 bytes, more than the 65536 bytes allowed"},
-		{"listener cert dev zero", listener("/dev/zero", key, ca.File),
+		{"listener cert dev zero", listener("/dev/zero", key, caFile),
 			"listener tls-terminals: tls cert_file /dev/zero, key_file " + key + ": /dev/zero is not a regular file but a device"},
-		{"listener key FIFO", listener(cert, fifo, ca.File),
+		{"listener key FIFO", listener(cert, fifo, caFile),
 			"listener tls-terminals: tls cert_file " + cert + ", key_file " + fifo + ": " + fifo + " is not a regular file but a named pipe (FIFO)"},
 		{"listener client CA FIFO", listener(cert, key, fifo),
 			"listener tls-terminals: tls client_ca_file: " + fifo + " is not a regular file but a named pipe (FIFO)"},
 		{"payShield CA FIFO", payShield(fifo, cert, key),
 			"hsm.ca_file: " + fifo + " is not a regular file but a named pipe (FIFO)"},
-		{"payShield key dev zero", payShield(ca.File, cert, "/dev/zero"),
+		{"payShield key dev zero", payShield(caFile, cert, "/dev/zero"),
 			"hsm: tls cert_file " + cert + ", key_file /dev/zero: /dev/zero is not a regular file but a device"},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
-			done := make(chan error, 1)
-			go func() { done <- tc.fn() }()
-			select {
-			case err := <-done:
-				if err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Errorf("%v, want %q", err, tc.want)
-				}
-			case <-time.After(20 * time.Second): // a failure bound only
-				// End an open blocked on the FIFO: it returns with nothing read.
-				if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
-					f.Close()
-				}
-				t.Fatal("still reading after 20s")
+			if err := files.Within(t, tc.fn); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v, want %q", err, tc.want)
 			}
 		})
 	}
