@@ -957,6 +957,12 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if !procDefined(t.req.MTI, t.req.ProcCode) {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "unsupported-processing-code")
 	}
+	// Nor is a pre-authorization with a payment code (qrPreauth): until 8 December
+	// 2026 (fifteenth release) the wallet's pay charged the payer, for a record no
+	// batch, settlement or completion ever took.
+	if qrPreauth(t.req) {
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "qr-preauth-not-supported")
+	}
 	// Nor is an amount in a DE 49 that is no currency (999, 000, gold): before
 	// 7 December 2026 it was approved and settled on a line of its own.
 	if unpayable(t.req.Currency) {

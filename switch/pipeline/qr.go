@@ -65,6 +65,16 @@ var ErrPayerNotConfirmed = errors.New("the payer did not confirm the payment in 
 // errQRCodeTooLong: an ISO 8583 link carries the code in DE 2, at most 19 digits.
 var errQRCodeTooLong = errors.New("payment code longer than 19 digits cannot go in DE 2 of an ISO 8583 issuer link")
 
+// qrPreauth reports whether r is a pre-authorization (0100) with a payment code. The
+// switch declines it before any wallet or issuer is asked: a wallet has no hold, its
+// pay charges the payer at once, while a pre-authorization is in no batch and no
+// settlement, and its completion (0220) needs a card number, which a QR request has
+// not. So a QR pre-authorization could only take the payer's money and never pay the
+// merchant.
+func qrPreauth(r *message.Request) bool {
+	return r.QR && r.MTI == "0100"
+}
+
 // qrTxn is a QR request's connector by its code (link), or the QR original of a
 // refund or void (orig).
 type qrTxn struct {

@@ -303,3 +303,39 @@ func TestQRResendFoundInTheJournal(t *testing.T) {
 		t.Errorf("another code under the payment's key: %+v, want 94", a.Result)
 	}
 }
+
+// TestQRPreauthDeclined: a pre-authorization with a payment code (0100 with QC) is
+// declined 12 qr-preauth-not-supported, nothing sent to the wallet or to an ISO 8583
+// issuer link. A wallet has no hold: its pay charges the payer at once, while a
+// pre-authorization is in no batch and no settlement and a completion of it needs a
+// PAN. Until the fifteenth release of 8 December 2026 it went to the wallet's pay:
+// the payer was charged and the merchant never paid.
+func TestQRPreauthDeclined(t *testing.T) {
+	w := &fakeWallet{fakeLink: newFakeLink(qr.WeChat)}
+	h := newHarness(t, withWallet(w))
+	tx := h.qrPurchase(wxCode, 1000)
+	tx.MTI = "0100"
+	a := h.do(tx)
+	if a.RC != message.RCInvalidTransaction || a.Reason != "qr-preauth-not-supported" {
+		t.Fatalf("QR pre-authorization: %+v, want 12 qr-preauth-not-supported", a.Result)
+	}
+	if len(w.pays) != 0 || len(w.refunds) != 0 {
+		t.Fatalf("the wallet was asked: pays %+v, refunds %+v", w.pays, w.refunds)
+	}
+	if rec := h.record(a.RRN); rec.RC != message.RCInvalidTransaction || rec.Type != "preauth" || rec.Issuer != "" {
+		t.Fatalf("record rc %s type %s issuer %q", rec.RC, rec.Type, rec.Issuer)
+	}
+	// The purchase of the same code still goes to the wallet.
+	if a := h.do(h.qrPurchase(wxCode, 1000)); a.RC != "00" || len(w.pays) != 1 {
+		t.Fatalf("QR purchase after: %+v, pays %d", a.Result, len(w.pays))
+	}
+
+	// A UnionPay code routed to an ISO 8583 issuer link: not sent either.
+	cup := newFakeLink("cup")
+	h = newHarness(t, func(_ *harness, c *Config) { c.QR = isoQRRoutes{link: cup} })
+	tx = h.qrPurchase("6225880123456789012", 1000)
+	tx.MTI = "0100"
+	if a := h.do(tx); a.RC != message.RCInvalidTransaction || a.Reason != "qr-preauth-not-supported" || len(cup.sent()) != 0 {
+		t.Fatalf("QR pre-authorization over ISO: %+v, sent %d", a.Result, len(cup.sent()))
+	}
+}
