@@ -60,6 +60,19 @@ const (
 	ReasonAttestationApp       Reason = "attestation-app-refused"     // 58: AJ app is not an allowed application ID (attestation.apps)
 )
 
+// attestationReason reports whether reason is a refusal of the SoftPOS attestation
+// itself (AT or AJ absent, failed, stale, refused by the verifier, of another
+// device...), after which an incident must not say the attestation was OK.
+func attestationReason(reason Reason) bool {
+	switch reason {
+	case ReasonAttestationAbsent, ReasonAttestationFail, ReasonAttestationStale, ReasonAttestationForged,
+		ReasonAttestationUnknown, ReasonAttestationUnbound, ReasonAttestationReplayed, ReasonAttestationMalformed,
+		ReasonAttestationDevice, ReasonAttestationNoTEE, ReasonAttestationLegacy, ReasonAttestationApp:
+		return true
+	}
+	return false
+}
+
 // Response codes Check sets (DE 39).
 const (
 	RCInvalidMerchant    = "03"
@@ -448,6 +461,11 @@ func (r *checker) check(req CheckRequest) CheckResult {
 			return r.decline(res, ReasonSoftPOSUnbound, &req)
 		}
 		if attReason != ReasonNone {
+			if attReason == ReasonAttestationDevice {
+				// The signed device is not the bound one, whatever DI says: the
+				// facts (the incident's) must not say the device passed.
+				f.DeviceOK = false
+			}
 			return r.decline(res, attReason, &req)
 		}
 	}

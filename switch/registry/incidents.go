@@ -41,8 +41,16 @@ type DeviceData struct {
 	Findings           []string   `json:"findings,omitempty"`
 	AttestationPresent bool       `json:"attestation_present"`
 	AttestationTime    *time.Time `json:"attestation_time,omitempty"`
-	AttestationOK      bool       `json:"attestation_ok"`
-	MACVerified        bool       `json:"mac_verified"`
+	// AttestationOK is the attestation as the terminal sent it (AT verdict OK; a
+	// signed token verified, TEE present), false when the incident's reason is the
+	// attestation's own (attestation-device-mismatch, -stale...): the check failed.
+	AttestationOK bool `json:"attestation_ok"`
+	// AttestedDevice is the signed token's dev (DE 48 AJ): the device serial the
+	// attestation service examined, which the checks compare with the bound one
+	// ("" without a verified token). A device serial, not card data. Since 8
+	// December 2026 (fifteenth release).
+	AttestedDevice string `json:"attested_device,omitempty"`
+	MACVerified    bool   `json:"mac_verified"`
 }
 
 // IncidentRequest names the request an incident refused, so that an analyst finds
@@ -192,7 +200,8 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 			Cell:               strings.Clone(req.Cell),
 			AppVersion:         strings.Clone(req.AppVersion),
 			AttestationPresent: req.AttestationPresent,
-			AttestationOK:      req.AttestationOK,
+			AttestationOK:      req.AttestationOK && !attestationReason(res.Reason),
+			AttestedDevice:     strings.Clone(req.AttestedDevice),
 			MACVerified:        req.MACVerified,
 		},
 	}

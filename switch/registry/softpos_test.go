@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -167,5 +168,43 @@ func TestSignedTokenWithoutVersion(t *testing.T) {
 	legacy.AttestationSigned, legacy.AttestedDevice = false, ""
 	if res := f.reg.Check(legacy); res.Reason != ReasonAppVersionLow {
 		t.Errorf("legacy AT without AV, minimum 5.0: %q, want %s", res.Reason, ReasonAppVersionLow)
+	}
+}
+
+// TestAttestationDeviceMismatchIncident: the incident of a SoftPOS request whose
+// signed token names another device (attestation-device-mismatch) records the token's
+// dev (attested_device) beside the DI the request sent, and its facts do not say the
+// device or the attestation passed: device_ok and attestation_ok are false. Until the
+// fifteenth release of 8 December 2026 the token's dev was nowhere in it, and it said
+// device_ok true and attestation_ok true. A sign-on, which does not check the token,
+// is not refused for it.
+func TestAttestationDeviceMismatchIncident(t *testing.T) {
+	f := newFixture(t)
+	req := f.goodT2() // DI is the bound serial; the token was issued for another phone
+	req.AttestedDevice = "SP-STOLEN-PHONE"
+	res := f.reg.Check(req)
+	if !res.Decline || res.Reason != ReasonAttestationDevice || res.ResponseCode != "59" {
+		t.Fatalf("token of another device: %v %s %s, want 59 attestation-device-mismatch", res.Decline, res.ResponseCode, res.Reason)
+	}
+	incs, err := f.reg.Incidents(IncidentFilter{Reason: ReasonAttestationDevice})
+	if err != nil || len(incs) != 1 {
+		t.Fatalf("incidents = %+v, %v", incs, err)
+	}
+	inc := incs[0]
+	if inc.Device.AttestedDevice != "SP-STOLEN-PHONE" || inc.Device.DeviceID != "SP-T0000002" {
+		t.Errorf("incident device: attested %q, DI %q; want the token's dev SP-STOLEN-PHONE and the DI sent", inc.Device.AttestedDevice, inc.Device.DeviceID)
+	}
+	if inc.Facts.DeviceOK || inc.Facts.AttestationOK || inc.Device.AttestationOK {
+		t.Errorf("incident says ok for the failed check: facts device_ok %v attestation_ok %v, device attestation_ok %v",
+			inc.Facts.DeviceOK, inc.Facts.AttestationOK, inc.Device.AttestationOK)
+	}
+	if b, _ := json.Marshal(inc); !strings.Contains(string(b), `"attested_device":"SP-STOLEN-PHONE"`) {
+		t.Errorf("incident JSON without attested_device: %s", b)
+	}
+
+	// A sign-on does not check the attestation: the DI is the bound one.
+	req.Purpose = CheckNetwork
+	if res := f.reg.Check(req); res.Decline {
+		t.Errorf("sign-on with a token of another device: %s %s, want accepted", res.ResponseCode, res.Reason)
 	}
 }
