@@ -79,6 +79,11 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 			// another, as it takes no card purchase.
 			return p.declineCurrency(ctx, t, m)
 		}
+		if rc, reason := p.orderSoftPOSLimit(t, res); rc != "" {
+			// Its payment would be a purchase the SoftPOS may not take; the
+			// notification cannot refuse it for that (docs/qr.md).
+			return p.decline(ctx, t, rc, "risk", reason)
+		}
 		id, err := p.journal.NextRRN()
 		if err != nil {
 			return p.systemError(t, err)
@@ -125,6 +130,42 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	p.metrics.Transactions.WithLabelValues(r.MTI, message.RCApproved, "", "switch").Inc()
 	p.log.Info().Str("tid", r.TID).Str("order", st.ID).Str("state", st.State).Str("proc", r.ProcCode).Msg("qr order")
 	return frontend.Response{Body: raw}, nil
+}
+
+// ReasonSoftPOSLimit is the reason of the rule pack's SoftPOS limit (rules/10-limits.yaml,
+// softpos-limit: a SoftPOS takes at most 1,000.00 per transaction), which an order
+// request is held to (orderSoftPOSLimit).
+const ReasonSoftPOSLimit = "softpos-limit"
+
+// orderSoftPOSLimit holds an order request t (checked as res says) to the SoftPOS
+// limit a purchase of its amount is held to: the rules are shown that purchase (an
+// 0200 000000 with a payment code, the terminal and merchant of the checks, no card),
+// and an enforced decline rule of reason softpos-limit that hits gives the response
+// code and reason to decline the order with ("" when none does). No other rule
+// decides an order (docs/qr.md, "Merchant-presented"), and nothing is observed: an
+// order moves no money. An order whose amount the payer enters (0) is not checked:
+// there is nothing to check yet. Until the fifteenth release of 8 December 2026 an
+// order over the limit was made, and its payment, notified, was taken.
+func (p *Pipeline) orderSoftPOSLimit(t *txn, res *registry.CheckResult) (rc, reason string) {
+	if p.risk == nil || t.req.Amount <= 0 {
+		return "", ""
+	}
+	in := inputs.Get().(*risk.Input)
+	defer inputs.Put(in)
+	in.Reset()
+	p.fillInput(in, t, res, nil)
+	x := &in.Txn
+	x.MTI, x.ProcCode, x.Type, x.QR = "0200", message.PCPurchase, risk.TxnPurchase, true
+	d := p.risk.Evaluate(in)
+	for _, h := range d.Hits {
+		if h.Reason == ReasonSoftPOSLimit && h.Action == risk.ActionDecline && h.Mode == risk.ModeEnforce {
+			if rc = h.ResponseCode; rc == "" {
+				rc = message.RCDoNotHonour
+			}
+			return rc, h.Reason
+		}
+	}
+	return "", ""
 }
 
 // OrderPayment is a merchant-presented payment a network notified.
