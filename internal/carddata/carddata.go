@@ -277,6 +277,7 @@ type group struct{ start, end int }
 // ("4761 7390-0101 0119"): until 7 December 2026 one kind per number, a single
 // space or dash, was read, and the rest left in clear. It appends them to gs.
 func groups(s string, i int, gs []group) []group {
+	commas := -1 // whether the groups so far are joined by commas (-1: no join yet)
 	for {
 		j := i
 		for j < len(s) && isDigit(s[j]) {
@@ -284,12 +285,24 @@ func groups(s string, i int, gs []group) []group {
 		}
 		gs = append(gs, group{i, j})
 		k := j
+		comma := 0
 		for k < len(s) && k-j < maxSep && isSep(s[k]) {
+			if s[k] == ',' {
+				comma = 1
+			}
 			k++
 		}
 		if k == j || k >= len(s) || !isDigit(s[k]) {
 			return gs
 		}
+		// Commas join a number's groups only when they join all of them
+		// ("4761,7390,0101,0119"): a comma between numbers written with other
+		// separators parts them (a location "31.230416,121.473701", a list
+		// "12.50, 30.00").
+		if commas >= 0 && comma != commas {
+			return gs
+		}
+		commas = comma
 		i = k
 	}
 }

@@ -249,6 +249,9 @@ func TestMaskTextOtherSeparators(t *testing.T) {
 	// of single digits failing the Luhn check or too short, single digits glued.
 	for _, in := range []string{
 		"1,000,000,000 fen", "batch 1,2222,0,0", "steps 1, 2, 3 and 4",
+		// A location (DE 48 GL) whose digits, read across the comma, pass the Luhn
+		// check: masking it declined every request from its terminal 30.
+		"31.230416,121.473701", "GL 31.230416,121.473701 then 12.50, 30.00",
 		"4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 8", "4 7 6 1 7 3 9 0 0 1 0 1", "x4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9",
 		"4 7 6 1 7 3 9 0 0 1 0 1 0 1 1 9 2 0 0 0 0",
 	} {
