@@ -462,8 +462,9 @@ func TestCUPMalformedFrame(t *testing.T) {
 	}
 }
 
-// TestCUPTermCommand: `switchyard term --dialect cup` signs in and buys, then
-// settles, from the shell.
+// TestCUPTermCommand: `switchyard term --dialect cup` signs in and buys, reverses
+// a purchase of the open batch, then settles, from the shell; a reversal of a
+// purchase of the batch it settled is declined 12 (reversal-batch-closed).
 func TestCUPTermCommand(t *testing.T) {
 	f := startCUP(t)
 	addr := f.s.ListenerAddr("cup")
@@ -474,13 +475,21 @@ func TestCUPTermCommand(t *testing.T) {
 	if strings.Contains(out, cupCard) {
 		t.Errorf("the clear PAN was printed:\n%s", out)
 	}
+	out, code = cliLocal("term", "purchase", "--dialect", "cup", "--addr", addr, "--pan", cupCard, "--amount", "5.00", "--pin", "1234", "--stan", "000102")
+	if code != 0 || !strings.Contains(out, "0210 rc=00") {
+		t.Fatalf("second term purchase --dialect cup: exit %d\n%s", code, out)
+	}
+	out, code = cliLocal("term", "reversal", "--dialect", "cup", "--addr", addr, "--orig-stan", "000102", "--amount", "5.00", "--pan", cupCard)
+	if code != 0 || !strings.Contains(out, "0410 rc=00") {
+		t.Fatalf("term reversal --dialect cup: exit %d\n%s", code, out)
+	}
 	out, code = cliLocal("term", "settle", "--dialect", "cup", "--addr", addr, "--totals", "1,1000,0,0", "--scheme", "004")
 	if code != 0 || !strings.Contains(out, "0510 rc=00") {
 		t.Fatalf("term settle --dialect cup: exit %d\n%s", code, out)
 	}
 	out, code = cliLocal("term", "reversal", "--dialect", "cup", "--addr", addr, "--orig-stan", "000101", "--amount", "10.00", "--pan", cupCard)
-	if code != 0 || !strings.Contains(out, "0410 rc=00") {
-		t.Fatalf("term reversal --dialect cup: exit %d\n%s", code, out)
+	if !strings.Contains(out, "0410 rc=12") {
+		t.Fatalf("term reversal --dialect cup of a purchase of the settled batch: exit %d\n%s\nwant 0410 rc=12 (reversal-batch-closed)", code, out)
 	}
 }
 
