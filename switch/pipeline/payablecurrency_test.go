@@ -25,6 +25,10 @@ func (o *countingOrders) Order(context.Context, string, string, string) (OrderSt
 	return OrderStatus{}, false, nil
 }
 
+func (o *countingOrders) Resent(context.Context, string) (OrderStatus, bool, error) {
+	return OrderStatus{}, false, nil
+}
+
 // TestUnpayableCurrencyDeclined: a purchase, a pre-authorization, an offline
 // capture and a merchant-presented QR order whose DE 49 is three digits but no
 // currency payments are made in (000, 999 XXX, 123 unassigned, 959 gold) are

@@ -25,8 +25,16 @@ import (
 // QROrders makes and reads merchant-presented orders (the server's wiring over the
 // order book).
 type QROrders interface {
-	// NewOrder makes the order and returns it with its code's payload.
+	// NewOrder makes the order and returns it with its code's payload. When an
+	// earlier request with o.Key made an order within o.KeyWindow (in a cluster,
+	// on another node at the same time), it makes none and returns that one,
+	// Resent set.
 	NewOrder(ctx context.Context, o OrderRequest) (OrderStatus, error)
+	// Resent returns the order that the terminal's earlier request with the
+	// duplicate key key (DE 41, 11, 7: journal.DupKey) made, while a request made
+	// now is a resend of it (within the duplicate window), Resent set; ok false
+	// when there is none.
+	Resent(ctx context.Context, key string) (s OrderStatus, ok bool, err error)
 	// Order returns how the order id of terminal tid (of merchant mid) stands,
 	// after waiting for its payment as configured; ok false when the terminal has
 	// no such order. Another terminal's order is answered ok false at once, as an
@@ -44,13 +52,25 @@ type OrderRequest struct {
 	// its name's language from the registry ("" for none): the code's ID 59 and
 	// its language template's preference (ID 64, its ID 00).
 	MerchantNameLatin, MerchantNameLanguage string
+	// Key is the request's duplicate key (journal.DupKey) and KeyWindow how long a
+	// request with it is a resend of this one (Config.DupWindow).
+	Key       string
+	KeyWindow time.Duration
 }
+
+// DefaultOrderCurrency is an order's currency when its request has no DE 49.
+const DefaultOrderCurrency = "156"
 
 // OrderStatus is how an order stands: State open, paid, expired or refunded (paid
 // after it expired); a paid one has the amount paid and an auth code.
 type OrderStatus struct {
 	ID, State, Payload, AuthCode string
 	Amount                       int64
+	// Currency is the order's (NewOrder and Resent).
+	Currency string
+	// Resent: the order an earlier request with the same duplicate key made
+	// (Resent, NewOrder), Amount the amount it asked for.
+	Resent bool
 }
 
 // isOrderRequest reports whether r is a merchant-presented order request.
@@ -67,6 +87,19 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	if r.ProcCode == message.PCQROrder && unpayable(r.Currency) {
 		// An order's code carries its currency (ID 53): none for no currency.
 		return p.declineUnpayable(ctx, t)
+	}
+	if r.ProcCode == message.PCQROrder {
+		// A resend is answered before anything is checked again: a SoftPOS
+		// terminal's carries the first one's attestation token, used already.
+		if resp, done, err := p.orderOnce(ctx, t); done {
+			return resp, err
+		}
+		defer func() {
+			if t.dup != nil && !t.dupAtSent { // not finished by respond (a decline)
+				p.dups.forget(t.dupKey, t.dup) // its duplicates look for themselves
+				t.dup = nil
+			}
+		}()
 	}
 	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
 	if declined != nil || err != nil {
@@ -88,13 +121,18 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 		if err != nil {
 			return p.systemError(t, err)
 		}
-		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount}
+		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount, Key: t.dupKey, KeyWindow: p.cfg.DupWindow}
 		if res != nil && res.Merchant != nil {
 			o.MerchantName, o.MCC, o.City = res.Merchant.Name, res.Merchant.MCC, res.Merchant.Region
 			o.MerchantNameLatin, o.MerchantNameLanguage = res.Merchant.NameLatin, res.Merchant.NameLanguage
 		}
 		if st, err = p.cfg.Orders.NewOrder(ctx, o); err != nil {
 			return p.systemError(t, fmt.Errorf("qr order: %w", err))
+		}
+		if st.Resent {
+			// Made by a resend of this request at the same time (another
+			// node's, in a cluster): answered with it.
+			return p.resentOrder(ctx, t, st)
 		}
 	} else {
 		var ok bool
@@ -105,7 +143,93 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 			return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "qr-order-not-found")
 		}
 	}
+	return p.orderAnswer(t, st)
+}
+
+// orderOnce answers an order request that resends an earlier one (the same DE 41,
+// 11 and 7), before the request is checked (done true): with the order the first
+// made (Resent), the first one's decline (journaled), or 94 when it asks for
+// another amount, currency or processing code. A resend of a request in flight
+// waits for its answer. Otherwise (done false) t holds the key in the duplicate
+// table (t.dup) until it is answered. Until 8 December 2026 (fifteenth release)
+// every resend made an order of its own, and a SoftPOS one was declined 59
+// attestation-replayed.
+func (p *Pipeline) orderOnce(ctx context.Context, t *txn) (resp frontend.Response, done bool, err error) {
+	r := t.req
+	t.dupKey = journal.DupKey(r.TID, r.STAN, r.DE7)
+	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(orderCurrency(r.Currency))}
+	e, first := p.dups.claim(t.dupKey, t.start, content, false)
+	if !first {
+		if !e.hold && e.content != content {
+			first := ""
+			if rrn := e.rrn.Load(); rrn != nil {
+				first = *rrn
+			}
+			resp, err = p.duplicateMismatch(ctx, t, first)
+			return resp, true, err
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return frontend.Response{}, true, ctx.Err()
+		}
+		if e.out.rc == "" { // an order made (the book has it), or not processed: look again
+			return p.orderOnce(ctx, t)
+		}
+		resp, err = p.repeat(t, e.out)
+		return resp, true, err
+	}
+	p.recent.add(t.dupKey, p.now())
+	st, ok, err := p.cfg.Orders.Resent(ctx, t.dupKey)
+	if err != nil {
+		p.dups.forget(t.dupKey, e)
+		resp, err = p.systemError(t, fmt.Errorf("qr order of request %s: %w", t.dupKey, err))
+		return resp, true, err
+	}
+	if ok {
+		p.dups.forget(t.dupKey, e)
+		resp, err = p.resentOrder(ctx, t, st)
+		return resp, true, err
+	}
+	// A first request declined (journaled), or another request with the key.
+	if rrn, found, err := p.journal.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil {
+		p.dups.forget(t.dupKey, e)
+		resp, err = p.systemError(t, err)
+		return resp, true, err
+	} else if found {
+		resp, err = p.answerAsDuplicate(ctx, t, e, rrn)
+		return resp, true, err
+	}
+	t.dup = e
+	return frontend.Response{}, false, nil
+}
+
+// orderCurrency is the currency of an order requested in cur (DE 49).
+func orderCurrency(cur string) string {
+	if cur == "" {
+		return DefaultOrderCurrency
+	}
+	return cur
+}
+
+// resentOrder answers t, a resend of the request that made order st, with the
+// order as it stands, nothing checked or made; 94 when t asks for another amount or
+// currency (not a resend).
+func (p *Pipeline) resentOrder(ctx context.Context, t *txn, st OrderStatus) (frontend.Response, error) {
+	r := t.req
+	if st.Amount != r.Amount || st.Currency != orderCurrency(r.Currency) {
+		return p.duplicateMismatch(ctx, t, st.ID)
+	}
+	p.log.Info().Str("tid", r.TID).Str("stan", r.STAN).Str("order", st.ID).Str("state", st.State).
+		Msg("qr order: resend answered with the order its first request made, nothing checked or made again")
+	return p.orderAnswer(t, st)
+}
+
+// orderAnswer answers an order request or inquiry with order st.
+func (p *Pipeline) orderAnswer(t *txn, st OrderStatus) (frontend.Response, error) {
+	r := t.req
 	var de48 []byte
+	var err error
 	de48, _ = message.AppendTLV(de48, message.TagQROrder, st.ID)
 	de48, _ = message.AppendTLV(de48, message.TagQRState, st.State)
 	if st.Payload != "" && r.ProcCode == message.PCQROrder {
@@ -127,8 +251,12 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	if err != nil {
 		return frontend.Response{}, err
 	}
-	p.metrics.Transactions.WithLabelValues(r.MTI, message.RCApproved, "", "switch").Inc()
-	p.log.Info().Str("tid", r.TID).Str("order", st.ID).Str("state", st.State).Str("proc", r.ProcCode).Msg("qr order")
+	by := "switch"
+	if st.Resent {
+		by = "duplicate"
+	}
+	p.metrics.Transactions.WithLabelValues(r.MTI, message.RCApproved, "", by).Inc()
+	p.log.Info().Str("tid", r.TID).Str("order", st.ID).Str("state", st.State).Str("proc", r.ProcCode).Bool("resent", st.Resent).Msg("qr order")
 	return frontend.Response{Body: raw}, nil
 }
 

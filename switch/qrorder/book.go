@@ -253,7 +253,11 @@ func (b *Book) put(ctx context.Context, o *Order) error {
 	if err != nil {
 		return err
 	}
-	k := []byte(prefix + o.ID)
+	return b.putRaw(ctx, []byte(prefix+o.ID), v)
+}
+
+// putRaw writes key = v on a single switch (durably through Persist when set).
+func (b *Book) putRaw(ctx context.Context, k, v []byte) error {
 	if b.opts.Persist != nil {
 		return b.opts.Persist(ctx, k, v)
 	}
@@ -301,21 +305,11 @@ func (b *Book) view(o *Order) Order {
 	return out
 }
 
-// Create stores a new open order, durably.
+// Create stores a new open order, durably (not indexed by the terminal's request:
+// CreateKeyed).
 func (b *Book) Create(ctx context.Context, o Order) error {
-	if o.ID == "" || o.TID == "" || o.Expires.IsZero() {
-		return fmt.Errorf("qr order: id, terminal and expiry are required (got %q, %q, %v)", o.ID, o.TID, o.Expires)
-	}
-	o.State, o.Decided = Open, 0
-	if b.shared() && b.requests() {
-		return b.createShared(ctx, o)
-	}
-	if b.shared() {
-		return b.createCAS(ctx, o)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.put(ctx, &o)
+	_, _, err := b.CreateKeyed(ctx, o, RequestKey{})
+	return err
 }
 
 // Get returns the order with its state as of now.

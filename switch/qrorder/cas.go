@@ -89,10 +89,22 @@ func setOrder(o *Order) (statelog.Commit, error) {
 // createCAS is Create on the compare-and-set path: the order is committed unless
 // the book has its ID; like a creation request, a repeat finds its own order, and
 // another order under the ID is ErrExists. (Versions before 5 December 2026
-// replaced it.)
-func (b *Book) createCAS(ctx context.Context, o Order) error {
-	var got *Order
+// replaced it.) With a request key, the order and its index entry are committed
+// together unless another request with the key made an order still resent to
+// (returned, dup true): a commit of the other node's first conflicts with this one.
+func (b *Book) createCAS(ctx context.Context, o Order, k RequestKey) (Order, bool, error) {
+	var (
+		got   *Order
+		first Order
+		dup   bool
+	)
 	err := b.do(ctx, func() (statelog.Commit, func(), error) {
+		if k.Key != "" {
+			var err error
+			if first, dup, err = b.firstOf(k.Key, o.ID, o.Created); err != nil || dup {
+				return statelog.Commit{}, nil, err
+			}
+		}
 		cur, err := b.get(o.ID)
 		switch {
 		case err == nil:
@@ -103,15 +115,23 @@ func (b *Book) createCAS(ctx context.Context, o Order) error {
 		}
 		got = nil
 		c, err := setOrder(&o)
+		if err != nil || k.Key == "" {
+			return c, nil, err
+		}
+		v, err := json.Marshal(keyEntry{ID: o.ID, Until: k.Until})
+		c.Writes = append(c.Writes, statelog.KV{Key: []byte(keyPrefix + k.Key), Value: v})
 		return c, nil, err
 	})
 	if err != nil {
-		return err
+		return Order{}, false, err
+	}
+	if dup {
+		return first, true, nil
 	}
 	if got != nil && !sameCreation(got, &o) {
-		return fmt.Errorf("qr order %s: %w (terminal %s, created %s)", o.ID, ErrExists, got.TID, got.Created.Format(time.RFC3339Nano))
+		return Order{}, false, fmt.Errorf("qr order %s: %w (terminal %s, created %s)", o.ID, ErrExists, got.TID, got.Created.Format(time.RFC3339Nano))
 	}
-	return nil
+	return b.view(&o), false, nil
 }
 
 // payCAS is Pay on the compare-and-set path: the payment is decided on the order as

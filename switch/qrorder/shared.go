@@ -36,6 +36,11 @@ type request struct {
 	// At is when the submitting node received the payment, or found the order
 	// expired, on its clock: the decision's time on every node.
 	At time.Time `json:"at,omitzero"`
+	// Key and KeyUntil are, for a creation, the terminal's request that made the
+	// order (RequestKey): the index entry the creation writes (keys.go). A node of
+	// a version before 8 December 2026 (fifteenth release) ignores them.
+	Key      string    `json:"key,omitempty"`
+	KeyUntil time.Time `json:"key_until,omitzero"`
 }
 
 // Resolve is the shared book's statelog.Resolver: it decides the requests of an
@@ -72,6 +77,13 @@ func Resolve(rev uint64, get func(key []byte) ([]byte, error), c statelog.Commit
 		next, err := r.decide(id, o, rev)
 		if err != nil {
 			return out, fmt.Errorf("qr orders: request %d of revision %d, order %s: %w", i, rev, id, err)
+		}
+		kw, err := r.keyWrite(id, o, next, get, made)
+		if err != nil {
+			return out, fmt.Errorf("qr orders: request %d of revision %d, order %s: %w", i, rev, id, err)
+		}
+		if kw != nil {
+			out.Writes = append(out.Writes, *kw)
 		}
 		if next == nil {
 			continue
@@ -165,19 +177,33 @@ func (b *Book) submit(ctx context.Context, id string, r request) (uint64, error)
 
 // createShared is Create in a cluster: the creation is a request, and the order the
 // book holds once it is applied is this one, or another one that had the ID first.
-func (b *Book) createShared(ctx context.Context, o Order) error {
-	rev, err := b.submit(ctx, o.ID, request{Op: opCreate, Order: &o})
+// With a request key, the order is the first one made by a request with the key
+// when that one took the key first (keys.go).
+func (b *Book) createShared(ctx context.Context, o Order, k RequestKey) (Order, bool, error) {
+	if k.Key != "" {
+		// Found here already: no order made for the resend.
+		if first, dup, err := b.firstOf(k.Key, o.ID, o.Created); err != nil || dup {
+			return first, dup, err
+		}
+	}
+	rev, err := b.submit(ctx, o.ID, request{Op: opCreate, Order: &o, Key: k.Key, KeyUntil: k.Until})
 	if err != nil {
-		return err
+		return Order{}, false, err
 	}
 	got, err := b.get(o.ID)
 	if err != nil {
-		return fmt.Errorf("qr order %s: created at revision %d, and then: %w", o.ID, rev, err)
+		return Order{}, false, fmt.Errorf("qr order %s: created at revision %d, and then: %w", o.ID, rev, err)
 	}
 	if !sameCreation(got, &o) {
-		return fmt.Errorf("qr order %s: %w (terminal %s, created %s)", o.ID, ErrExists, got.TID, got.Created.Format(time.RFC3339Nano))
+		return Order{}, false, fmt.Errorf("qr order %s: %w (terminal %s, created %s)", o.ID, ErrExists, got.TID, got.Created.Format(time.RFC3339Nano))
 	}
-	return nil
+	if k.Key != "" {
+		// Applied: the index says which creation took the key.
+		if first, dup, err := b.firstOf(k.Key, o.ID, o.Created); err != nil || dup {
+			return first, dup, err
+		}
+	}
+	return b.view(got), false, nil
 }
 
 // sameCreation says whether a and b are the same order as made (a repeat of a

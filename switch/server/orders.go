@@ -222,7 +222,7 @@ func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipe
 	}
 	cur := o.Currency
 	if cur == "" {
-		cur = "156"
+		cur = pipeline.DefaultOrderCurrency
 	}
 	name, alt, lang := qrNames(o.MerchantName, o.MerchantNameLatin, o.MerchantNameLanguage, o.MID)
 	qo := qr.Order{Accounts: accounts, MCC: orDefault(o.MCC, "0000"), Currency: cur, Amount: o.Amount,
@@ -233,11 +233,39 @@ func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipe
 		return pipeline.OrderStatus{}, err
 	}
 	now := d.now()
-	if err := d.book.Create(ctx, qrorder.Order{ID: o.ID, TID: o.TID, MID: o.MID, Currency: cur, Amount: o.Amount, Created: now,
-		Expires: now.Add(d.cfg.Orders.TTL.D()), Payload: payload}); err != nil {
+	var key qrorder.RequestKey
+	if o.Key != "" {
+		key = qrorder.RequestKey{Key: o.Key, Until: now.Add(o.KeyWindow)}
+	}
+	first, dup, err := d.book.CreateKeyed(ctx, qrorder.Order{ID: o.ID, TID: o.TID, MID: o.MID, Currency: cur, Amount: o.Amount, Created: now,
+		Expires: now.Add(d.cfg.Orders.TTL.D()), Payload: payload}, key)
+	if err != nil {
 		return pipeline.OrderStatus{}, err
 	}
-	return pipeline.OrderStatus{ID: o.ID, State: qrorder.Open, Payload: payload, Amount: o.Amount}, nil
+	if dup {
+		return resentStatus(first), nil
+	}
+	return pipeline.OrderStatus{ID: o.ID, State: qrorder.Open, Payload: payload, Amount: o.Amount, Currency: cur}, nil
+}
+
+// Resent returns the order the terminal's request with the duplicate key key made,
+// while a request made now is a resend of it.
+func (d *orderDesk) Resent(_ context.Context, key string) (pipeline.OrderStatus, bool, error) {
+	o, ok, err := d.book.ByKey(key)
+	if err != nil || !ok {
+		return pipeline.OrderStatus{}, false, err
+	}
+	return resentStatus(o), true, nil
+}
+
+// resentStatus is order o as a resend of the request that made it is answered: its
+// code, its state as of now, the amount asked for (and, paid, the auth code).
+func resentStatus(o qrorder.Order) pipeline.OrderStatus {
+	st := pipeline.OrderStatus{ID: o.ID, State: o.State, Payload: o.Payload, Amount: o.Amount, Currency: o.Currency, Resent: true}
+	if o.State == qrorder.Paid {
+		st.AuthCode = authCode(o.TransactionID)
+	}
+	return st
 }
 
 // Order answers terminal tid's (of merchant mid) inquiry of order id, waiting up
