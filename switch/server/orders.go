@@ -33,6 +33,11 @@ type orderJournal interface {
 	RecordOrderPayment(ctx context.Context, op pipeline.OrderPayment) (*journal.Record, error)
 }
 
+// orderRecords reads a paid order's payment record (the journal's Get).
+type orderRecords interface {
+	Get(rrn string) (*journal.Record, error)
+}
+
 // orderDesk is the pipeline's QROrders over the order book, and the notification
 // route: a paid order's payment is journaled by the pipeline, a late one refunded.
 type orderDesk struct {
@@ -60,6 +65,9 @@ type orderDesk struct {
 	// checks nothing.
 	reg  orderRegistry
 	hist orderHistory
+	// records tell an inquiry whether a paid order's payment was voided,
+	// reversed or refunded in full since (paidState); nil: not looked at.
+	records orderRecords
 	// sums keep the merchants' sums for their daily and monthly limits, and their
 	// locks (ordersums.go); made on first use when nil (merchantSums).
 	sums     *merchantSums
@@ -174,7 +182,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	}
 	sums := newMerchantSums(s.Registry, s.Journal)
 	s.Journal.OnVersion(sums.observe)
-	d := &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, sums: sums,
+	d := &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, records: s.Journal, sums: sums,
 		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
 		secret: secret, secrets: secrets, log: s.log.With().Str("component", "qr-orders").Logger()}
 	d.refusedLog = d.log.Sample(&zerolog.BurstSampler{Burst: adminRefusedBurst, Period: time.Second})
@@ -295,8 +303,34 @@ func (d *orderDesk) Order(ctx context.Context, id, tid, mid string) (pipeline.Or
 	st := pipeline.OrderStatus{ID: o.ID, State: o.State, Amount: o.Amount}
 	if o.State == qrorder.Paid {
 		st.Amount, st.AuthCode = o.PaidAmount, authCode(o.TransactionID)
+		if d.paymentUndone(o) {
+			st.State, st.AuthCode = qrorder.Refunded, ""
+		}
 	}
 	return st, true, nil
+}
+
+// paymentUndone reports whether the payment of paid order o was voided or reversed,
+// or refunded in full, since: its journal record says so (the book keeps the order
+// paid: it is not told of a void or a refund). The terminal's inquiry then reads
+// refunded, the money being the payer's again; until 8 December 2026 (fifteenth
+// release) it read paid. A record not there yet (its write owed) or unreadable, or
+// a partial refund, leaves the order paid.
+func (d *orderDesk) paymentUndone(o qrorder.Order) bool {
+	if d.records == nil {
+		return false
+	}
+	rec, err := d.records.Get(o.ID)
+	if err != nil {
+		if !errors.Is(err, journal.ErrNotFound) {
+			d.log.Warn().Err(err).Str("order", o.ID).Msg("qr order inquiry: the payment's record could not be read: answered paid")
+		}
+		return false
+	}
+	if rec.Listener != pipeline.OrderListener || rec.TID != o.TID {
+		return false // another transaction's record under the order's RRN
+	}
+	return rec.Reversed() || (rec.Amount > 0 && rec.Refunded >= rec.Amount)
 }
 
 // notifyMaxAge is qr.notify_max_age (its default when unset).
