@@ -267,6 +267,8 @@ func describe(vs []hsm.KeyRecord, now time.Time) string {
 		switch {
 		case r.Status == hsm.StatusRevoked:
 			parts = append(parts, fmt.Sprintf("v%d revoked", r.Version))
+		case r.ActivateAt.Equal(PendingActivation):
+			parts = append(parts, fmt.Sprintf("v%d pending activation", r.Version))
 		case now.Before(r.ActivateAt):
 			parts = append(parts, fmt.Sprintf("v%d active from %s", r.Version, r.ActivateAt.UTC().Format(time.RFC3339)))
 		default:
@@ -644,6 +646,85 @@ func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, de
 	return out, nil
 }
 
+// PendingActivation is the activation time of a version stored pending: it never
+// becomes current by the clock, only when Activate activates it (a zone PIN key
+// once the issuer acknowledged it). Until then the version before it stays current,
+// and a pending version that is never activated is revoked or stays unused.
+var PendingActivation = time.Date(9999, time.December, 31, 0, 0, 0, 0, time.UTC)
+
+// Activate makes version ref.Version, stored with an activation time still to come
+// (PendingActivation, or a scheduled one), current at once, and audits it
+// ("activate", detail). The version current until then is superseded, and stays
+// usable for decryption and verification for grace (0: not at all). It fails with
+// hsm.ErrInput when the version is revoked, already activated, or older than the
+// current version.
+func (s *Store) Activate(ctx context.Context, ref hsm.KeyRef, grace time.Duration, detail string) (hsm.KeyRecord, error) {
+	if ref.Version == 0 {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: give the version of %s to activate", hsm.ErrInput, ref.ID)
+	}
+	var out hsm.KeyRecord
+	err := s.sync.Do(ctx, func() (statelog.Commit, func(), error) {
+		now := s.now()
+		s.mu.RLock()
+		vs := slices.Clone(s.recs[ref.ID])
+		s.mu.RUnlock()
+		i := at(vs, ref.Version)
+		if i < 0 {
+			if len(vs) == 0 {
+				return statelog.Commit{}, nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
+			}
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s (%s)", hsm.ErrKeyNotFound, ref, span(vs))
+		}
+		r := vs[i]
+		switch cur := current(vs, now); {
+		case r.Status == hsm.StatusRevoked:
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is revoked; revocation is final", hsm.ErrInput, ref)
+		case !now.Before(r.ActivateAt):
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is active already (since %s)", hsm.ErrInput, ref, r.ActivateAt.UTC().Format(time.RFC3339))
+		case cur > i:
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is older than the current version %d", hsm.ErrInput, ref, vs[cur].Version)
+		}
+		var prev *hsm.KeyRecord
+		if cur := current(vs, now); cur >= 0 {
+			p := vs[cur]
+			p.GraceUntil = now.Add(grace).UTC()
+			prev = &p
+		}
+		r.ActivateAt = now.UTC()
+		ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: "activate", KeyID: r.ID, Version: r.Version, KeyType: string(r.Type), KCV: r.KCV, Detail: detail}
+		var c kvsync.Commit
+		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
+			return c.Commit, nil, err
+		}
+		if prev != nil {
+			if err := setJSON(&c, recKey(prev.ID, prev.Version), prev); err != nil {
+				return c.Commit, nil, err
+			}
+		}
+		if err := s.appendAudit(&c, ev); err != nil {
+			return c.Commit, nil, err
+		}
+		return c.Commit, func() {
+			s.mu.Lock()
+			vs := s.recs[r.ID]
+			if prev != nil {
+				vs[at(vs, prev.Version)] = *prev
+			}
+			vs[at(vs, r.Version)] = r
+			s.mu.Unlock()
+			out = r
+		}, nil
+	}, nil)
+	if err != nil {
+		if errors.Is(err, hsm.ErrKeyNotFound) || errors.Is(err, hsm.ErrInput) {
+			return hsm.KeyRecord{}, err
+		}
+		return hsm.KeyRecord{}, fmt.Errorf("activate %s: %w", ref, err)
+	}
+	s.log.Info().Str("key", out.Ref().String()).Str("type", string(out.Type)).Str("kcv", out.KCV).Str("actor", hsm.ActorFrom(ctx)).Msg("key version activated")
+	return out, nil
+}
+
 // List returns every version of every key, sorted by ID and version. The records
 // include their LMK key blocks: callers that show them strip the block.
 func (s *Store) List() []hsm.KeyRecord {
@@ -684,7 +765,8 @@ type Expiry struct {
 // so its expiry ends the key's use. A rotation to a version without an expiry, or
 // with a later one, moves or clears it. A key whose newest activated version is
 // revoked has no current version already, and no expiry here; a revoked version
-// not yet activated is passed over until it activates. It holds no key material.
+// not yet activated is passed over until it activates, and a pending one
+// (PendingActivation) for good. It holds no key material.
 func (s *Store) Expiries() []Expiry {
 	now := s.now()
 	s.mu.RLock()
@@ -693,6 +775,9 @@ func (s *Store) Expiries() []Expiry {
 	for id, vs := range s.recs {
 		for i := len(vs) - 1; i >= 0; i-- {
 			r := vs[i]
+			if r.ActivateAt.Equal(PendingActivation) {
+				continue // may never be current (a zone key the issuer has not taken yet)
+			}
 			if r.Status == hsm.StatusRevoked {
 				if now.Before(r.ActivateAt) {
 					continue

@@ -679,3 +679,51 @@ func TestLMKWeakRefused(t *testing.T) {
 		t.Errorf("the demo LMK is found weak (demo mode loads it): %s", why)
 	}
 }
+
+// A version stored pending (PendingActivation) is not current until Activate: the
+// version before it stays current meanwhile, then is superseded with its grace; a
+// revoked pending version, or one older than the current version, is not activated.
+func TestActivatePending(t *testing.T) {
+	s, _, clk, _ := newTestStore(t, false)
+	now := clk.t
+	put := func(r hsm.KeyRecord) {
+		t.Helper()
+		if err := s.Put(ctx, hsm.PutRequest{Record: r, Event: hsm.AuditEvent{Actor: "tester", Action: "generate"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(rec("i.ZPK", 1, hsm.ZPK, "AAAAAA", now))
+	put(rec("i.ZPK", 2, hsm.ZPK, "BBBBBB", PendingActivation))
+	put(rec("i.ZPK", 3, hsm.ZPK, "CCCCCC", PendingActivation))
+	if cur, err := s.Key(ctx, hsm.KeyRef{ID: "i.ZPK"}); err != nil || cur.Version != 1 {
+		t.Fatalf("current with v2 and v3 pending: v%d, %v (want v1)", cur.Version, err)
+	}
+	if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "i.ZPK", Version: 2}, hsm.StatusRevoked, "issuer refused it"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Activate(ctx, hsm.KeyRef{ID: "i.ZPK", Version: 2}, time.Hour, ""); !errors.Is(err, hsm.ErrInput) {
+		t.Errorf("activate a revoked version: %v, want ErrInput", err)
+	}
+	clk.t = now.Add(time.Minute)
+	got, err := s.Activate(ctx, hsm.KeyRef{ID: "i.ZPK", Version: 3}, time.Hour, "issuer acknowledged it")
+	if err != nil || !got.ActivateAt.Equal(clk.t) {
+		t.Fatalf("activate v3: %+v, %v", got, err)
+	}
+	if cur, err := s.Key(ctx, hsm.KeyRef{ID: "i.ZPK"}); err != nil || cur.Version != 3 {
+		t.Fatalf("current after activating v3: v%d, %v", cur.Version, err)
+	}
+	g, err := s.GraceVersions(ctx, "i.ZPK")
+	if err != nil || len(g) != 1 || g[0].Version != 1 || !g[0].GraceUntil.Equal(clk.t.Add(time.Hour)) {
+		t.Errorf("grace versions after activating v3: %+v, %v (want v1 until an hour after the activation)", g, err)
+	}
+	if _, err := s.Activate(ctx, hsm.KeyRef{ID: "i.ZPK", Version: 3}, time.Hour, ""); !errors.Is(err, hsm.ErrInput) {
+		t.Errorf("activate v3 again: %v, want ErrInput", err)
+	}
+	put(rec("i.ZPK", 4, hsm.ZPK, "DDDDDD", PendingActivation))
+	if _, err := s.Activate(ctx, hsm.KeyRef{ID: "i.ZPK", Version: 1}, time.Hour, ""); !errors.Is(err, hsm.ErrInput) {
+		t.Errorf("activate the superseded v1: %v, want ErrInput", err)
+	}
+	if cur, err := s.Key(ctx, hsm.KeyRef{ID: "i.ZPK"}); err != nil || cur.Version != 3 {
+		t.Errorf("current with v4 pending: v%d, %v (want v3)", cur.Version, err)
+	}
+}
