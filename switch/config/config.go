@@ -579,6 +579,10 @@ type Security struct {
 	// KeyGrace is how long previous working keys stay valid after a key change
 	// (default 10m).
 	KeyGrace Duration `yaml:"key_grace"`
+	// KeyChangeInterval is the least time between two working-key changes
+	// (0800/161) of one terminal (default 1m): one sooner is refused 65
+	// key-change-too-soon. Each node of a cluster counts its own.
+	KeyChangeInterval Duration `yaml:"key_change_interval"`
 }
 
 // Shutdown configures graceful drain.
@@ -864,6 +868,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Security.KeyGrace == 0 {
 		c.Security.KeyGrace = Duration(10 * time.Minute)
 	}
+	if c.Security.KeyChangeInterval == 0 {
+		c.Security.KeyChangeInterval = Duration(time.Minute)
+	}
 	if c.Risk.CounterFlush == 0 {
 		c.Risk.CounterFlush = Duration(5 * time.Second)
 	}
@@ -965,6 +972,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	nonNegative("security.key_grace", c.Security.KeyGrace)
+	nonNegative("security.key_change_interval", c.Security.KeyChangeInterval)
 	nonNegative("risk.counter_flush", c.Risk.CounterFlush)
 	if m := c.Risk.CounterMemoryMB; m < 16 || m > 1<<20 {
 		bad("risk.counter_memory_mb", "%d is not between 16 and 1048576 (MiB)", m)

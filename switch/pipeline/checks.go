@@ -27,6 +27,10 @@ type Terminals interface {
 	// status or its merchant's, registry.ReasonNone when both are active; it
 	// records nothing.
 	Standing(id string) registry.Reason
+	// KeyUsers returns the terminals (not closed) whose TMK, TPK or TAK is key ID
+	// id (*registry.Registry's): a key another terminal uses is not one a
+	// terminal's key change may rotate.
+	KeyUsers(id string) []string
 }
 
 // Attestations verify SoftPOS attestation tokens (DE 48 AJ; *attest.Verifier).

@@ -580,6 +580,21 @@ func (f *fakeTerminals) Standing(id string) registry.Reason {
 	return registry.ReasonNone
 }
 
+// KeyUsers returns the terminals whose record names key id as its TMK, TPK or TAK,
+// in ID order.
+func (f *fakeTerminals) KeyUsers(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for tid, t := range f.terms {
+		if k := t.Keys; k.TMK == id || k.TPK == id || k.TAK == id {
+			out = append(out, tid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (f *fakeTerminals) Seen(id string, _ netip.Addr, _ registry.GeoPoint, _ time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -233,6 +233,10 @@ type Config struct {
 	// KeyGrace is how long a terminal's previous working keys stay valid after a key
 	// change (default 10 min).
 	KeyGrace time.Duration
+	// KeyChangeInterval is the least time between two working-key changes
+	// (0800/161) of one terminal (default 1 min): a change sooner is refused 65
+	// key-change-too-soon, nothing generated.
+	KeyChangeInterval time.Duration
 	// QR routes payment codes to their connectors (nil: payments with a payment code
 	// are declined 15 qr-no-route).
 	QR QRRoutes
@@ -294,6 +298,7 @@ type Pipeline struct {
 	notices    Notices
 	zones      ZoneKeys
 	keyGrace   time.Duration
+	keyChanges *keyChangeTimes // the terminals' last key changes (security.go)
 	metrics    *metrics.Metrics
 	log        zerolog.Logger
 	// unavailLog is log sampled to a burst of journalUnavailableBurst lines a
@@ -375,6 +380,9 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.KeyGrace <= 0 {
 		cfg.KeyGrace = 10 * time.Minute
 	}
+	if cfg.KeyChangeInterval <= 0 {
+		cfg.KeyChangeInterval = time.Minute
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -386,7 +394,8 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		hsmLog:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
 		faultLog:   cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
 		hsm:        cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, limits: cfg.MerchantLimits, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
-		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
+		keyChanges: newKeyChangeTimes(cfg.KeyChangeInterval),
+		dups:       newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
 	p.admitter, _ = j.(Admitter)

@@ -1245,6 +1245,48 @@ func TestNetworkManagement(t *testing.T) {
 	}
 }
 
+// TestKeyChangeSharedKeyAndInterval: a terminal's key change (0800/161) does not
+// rotate a TPK or TAK another terminal's record names (63 shared-working-key,
+// nothing generated), and a terminal gets at most one change per
+// KeyChangeInterval (65 key-change-too-soon, nothing generated). Until 8 December
+// 2026 one load terminal rotated LT.TPK under the 1,999 others, and 200 changes
+// in 1.4 s made 203 key versions.
+func TestKeyChangeSharedKeyAndInterval(t *testing.T) {
+	other := termMAC
+	other.ID = "T0000002"
+	other.Keys.TAK, other.Keys.TMK = "T0000002.TAK", "T0000002.TMK" // T0000001.TPK shared
+	h := newHarness(t, withHSM, withTerminal(termMAC), withTerminal(other),
+		func(_ *harness, c *Config) { c.KeyChangeInterval = 30 * time.Second })
+	h.macKey = termMAC.Keys.TAK
+	change := func() answer {
+		tx := h.purchase(0)
+		tx.MTI, tx.NetCode = "0800", message.NMKeyChange
+		return h.do(tx)
+	}
+	if a := change(); a.RC != "63" || a.Reason != "shared-working-key" || len(h.hsm.generated) != 0 {
+		t.Fatalf("key change of a terminal whose TPK another terminal uses: %+v, %d keys generated (want 63 shared-working-key, none)", a.Result, len(h.hsm.generated))
+	}
+	// The other terminal gets a TPK of its own: the key is T0000001's alone.
+	h.terms.mu.Lock()
+	o := *h.terms.terms["T0000002"]
+	o.Keys.TPK = "T0000002.TPK"
+	h.terms.terms["T0000002"] = &o
+	h.terms.mu.Unlock()
+	if a := change(); a.RC != "00" || len(h.hsm.generated) != 2 {
+		t.Fatalf("key change of the terminal's own keys: %+v, %d keys generated", a.Result, len(h.hsm.generated))
+	}
+	h.clock.Advance(29 * time.Second)
+	for i := range 3 {
+		if a := change(); a.RC != "65" || a.Reason != "key-change-too-soon" || len(h.hsm.generated) != 2 {
+			t.Fatalf("key change %d within the interval: %+v, %d keys generated (want 65 key-change-too-soon, no new key)", i, a.Result, len(h.hsm.generated))
+		}
+	}
+	h.clock.Advance(time.Second)
+	if a := change(); a.RC != "00" || len(h.hsm.generated) != 4 {
+		t.Fatalf("key change once the interval passed: %+v, %d keys generated", a.Result, len(h.hsm.generated))
+	}
+}
+
 // TestRiskReviewOpensCase: a review decision lets the transaction go on and opens a case;
 // the outcome is observed once.
 func TestRiskReviewOpensCase(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/pinblock"
@@ -177,10 +179,30 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 // keyChange answers 0800/161: new working keys for the terminal (a new version of its
 // TPK, and of its TAK if it has one), generated in the HSM and sent under its TMK in
 // DE 48 WP and WM as HEXKEY:KCV. The previous versions stay valid for a grace period.
+//
+// A TPK or TAK that another terminal's record (not closed) names too (KeyUsers: the
+// demo load terminals share LT.TPK) is not rotated nor sent: the change is refused
+// 63 shared-working-key, nothing generated, as a cup sign-in refuses to rotate or
+// hand out a key others use. A change within KeyChangeInterval of the terminal's
+// last one is refused 65 key-change-too-soon, nothing generated. (Until 8 December
+// 2026 any one terminal rotated a shared key, and the others' PINs failed 63 once
+// the grace ended; and 200 changes in 1.4 s left 203 versions kept for the grace.)
 func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 string, err error) {
 	term := t.term
 	if p.hsm == nil || term == nil || term.Keys.TMK == "" {
 		return message.RCInvalidTransaction, "", nil
+	}
+	for _, id := range []string{term.Keys.TPK, term.Keys.TAK} {
+		if others := p.keyUsersBesides(id, term.ID); len(others) > 0 {
+			p.log.Warn().Str("tid", term.ID).Str("key", id).Int("other_terminals", len(others)).Str("for_example", others[0]).
+				Msg("key change refused: the terminal's working key is shared with other terminals (registry), and a new version would break theirs; give the terminal keys of its own")
+			return message.RCSecurityViolation, message.ReasonTLV(reasonSharedWorkingKey), nil
+		}
+	}
+	if last, ok := p.keyChanges.take(term.ID, p.now()); !ok {
+		p.log.Warn().Str("tid", term.ID).Time("last_change", last).Dur("min_interval", p.keyChanges.every).
+			Msg("key change refused: the terminal's last one was less than the minimum interval ago (security.key_change_interval)")
+		return message.RCExceedsFrequency, message.ReasonTLV(reasonKeyChangeTooSoon), nil
 	}
 	kek := &hsm.ExportSpec{KEK: hsm.KeyRef{ID: term.Keys.TMK}, Format: hsm.ExportECB}
 	var b []byte
@@ -206,6 +228,61 @@ func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 strin
 		}
 	}
 	return message.RCApproved, string(b), nil
+}
+
+// The refusals of a key change (0800/161, DE 48 RS): a working key other terminals
+// use too, and a change too soon after the terminal's last one.
+const (
+	reasonSharedWorkingKey = "shared-working-key"
+	reasonKeyChangeTooSoon = "key-change-too-soon"
+)
+
+// keyUsersBesides returns the terminals other than tid that use key id (none for
+// an empty id).
+func (p *Pipeline) keyUsersBesides(id, tid string) []string {
+	if id == "" || p.terminals == nil {
+		return nil
+	}
+	var out []string
+	for _, u := range p.terminals.KeyUsers(id) {
+		if u != tid {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// keyChangeTimes bounds each terminal's key changes to one every every: a change
+// makes a version of each of its working keys, kept for the grace period.
+type keyChangeTimes struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time // terminal ID -> its last key change taken
+	sweep int                  // the size of last at which to drop the old entries
+}
+
+func newKeyChangeTimes(every time.Duration) *keyChangeTimes {
+	return &keyChangeTimes{every: every, last: map[string]time.Time{}, sweep: 1024}
+}
+
+// take records a key change of terminal tid at now and reports true, unless its
+// last one was less than every before now: then it reports false and that time.
+func (k *keyChangeTimes) take(tid string, now time.Time) (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if last, ok := k.last[tid]; ok && now.Sub(last) < k.every {
+		return last, false
+	}
+	k.last[tid] = now
+	if len(k.last) >= k.sweep {
+		for id, at := range k.last {
+			if now.Sub(at) >= k.every {
+				delete(k.last, id)
+			}
+		}
+		k.sweep = max(1024, 2*len(k.last))
+	}
+	return time.Time{}, true
 }
 
 // securityDecline answers a message whose MAC failed with 63; nothing is forwarded.
