@@ -20,7 +20,7 @@ Checks a configuration file as serve would at start, without starting anything: 
 key is known and valid (errors name each key by its path, its value and what is
 allowed), and the files and variables it names can be read: the rules directory
 (outside demo mode it must exist: no fallback to the built-in rule pack), the LMK, the
-card hash key, the alert webhook secrets, the QR notification secret, the listeners'
+card hash key (its block opened under the LMK), the alert webhook secrets, the QR notification secret, the listeners'
 and the HSMs' TLS certificates and keys. Prints "ok" and exits 0, or lists every
 problem and exits 1: first every key's, then, once the keys are valid, every file's and
 variable's (a second run may find more). Run it before a restart or a SIGHUP (which keeps the running configuration
@@ -61,7 +61,9 @@ func runConfig(env *Env, args []string) int {
 }
 
 // checkConfigFiles reads what c names outside itself, as the start does: the
-// secrets (wiped at once) and the TLS files; every problem is reported.
+// secrets (wiped once checked; a card hash key block is opened under the LMK with
+// the start's own server.OpenCardHashKeyBlock) and the TLS files; every problem is
+// reported.
 func checkConfigFiles(env *Env, c *config.Config) error {
 	var errs []error
 	if err := server.CheckTasks(c); err != nil {
@@ -72,15 +74,27 @@ func checkConfigFiles(env *Env, c *config.Config) error {
 	} else if err := checkRulesNotEmpty(c); err != nil {
 		errs = append(errs, err)
 	}
+	var lmk []byte
+	lmkOK := true
 	if !c.HSM.IsPayShield() {
-		lmk, err := keys.LoadLMK(keys.LMKSource{File: c.Security.LMKFile, Env: c.Security.LMKEnv, Demo: c.Demo})
-		if err != nil {
+		var err error
+		if lmk, err = keys.LoadLMK(keys.LMKSource{File: c.Security.LMKFile, Env: c.Security.LMKEnv, Demo: c.Demo}); err != nil {
 			errs = append(errs, fmt.Errorf("security.lmk_file/lmk_env: %w", err))
+			lmkOK = false
 		}
-		clear(lmk)
+		defer clear(lmk)
 	}
 	if c.Security.CardHashKeyBlock == "" {
 		k, err := c.CardHashKey()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		clear(k)
+	} else if lmkOK { // without the LMK there is nothing to open the block under: its error says so
+		// Opened as the start opens it: a block made under another LMK, or damaged
+		// (a MAC digit, a header byte), passed the check before the fifteenth
+		// release and stopped the start.
+		k, err := server.OpenCardHashKeyBlock(c, lmk)
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/switchyard/switchyard/internal/devpki"
+	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/config"
 )
 
@@ -185,5 +188,61 @@ func TestConfigCheckClusterFiles(t *testing.T) {
 	code, out, errs = runCLI(t, nil, "config", "check", "--config", external)
 	if code != 1 || !strings.Contains(errs, "cluster.external.credentials_file: stat "+creds) {
 		t.Fatalf("external credential missing: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestConfigCheckCardHashKeyBlock: `switchyard config check` opens
+// security.card_hash_key_block under the LMK as the start does: a block with a
+// MAC digit flipped, one with its mode of use changed and one made under another
+// LMK are refused with the start's "does not open under this LMK", naming the key;
+// the block as made passes. Before, the check said ok and the start failed.
+func TestConfigCheckCardHashKeyBlock(t *testing.T) {
+	dir := t.TempDir()
+	lmk, other, key := make([]byte, 32), make([]byte, 32), make([]byte, 32)
+	for _, b := range [][]byte{lmk, other, key} {
+		rand.Read(b)
+	}
+	lmkFile := filepath.Join(dir, "lmk.hex")
+	if err := os.WriteFile(lmkFile, []byte(hex.EncodeToString(lmk)), 0o600); err != nil || os.Chmod(lmkFile, 0o600) != nil {
+		t.Fatal(err)
+	}
+	block, err := keys.WrapCardHashKey(lmk, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := keys.WrapCardHashKey(other, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, block string) string {
+		p := filepath.Join(dir, name)
+		body := "demo: true\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {lmk_file: " + lmkFile + ", card_hash_key_block: " + block + "}\n"
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil || os.Chmod(p, 0o600) != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if code, out, errs := runCLI(t, nil, "config", "check", "--config", write("good.yaml", block)); code != 0 || !strings.Contains(out, ": ok") {
+		t.Fatalf("the block as made: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	flip := func(s string, i int) string {
+		c := byte('0')
+		if s[i] == '0' {
+			c = '1'
+		}
+		return s[:i] + string(c) + s[i+1:]
+	}
+	if block[8] != 'G' {
+		t.Fatalf("mode of use of %.16s...: %c, want G", block, block[8])
+	}
+	for name, b := range map[string]string{
+		"a MAC digit flipped":     flip(block, len(block)-1),
+		"the mode of use changed": block[:8] + "C" + block[9:],
+		"under another LMK":       foreign,
+	} {
+		code, out, errs := runCLI(t, nil, "config", "check", "--config", write("bad.yaml", b))
+		if code != 1 || out != "" || !strings.Contains(errs, "security.card_hash_key_block: card hash key block: does not open under this LMK") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1 saying the block does not open under this LMK", name, code, out, errs)
+		}
 	}
 }

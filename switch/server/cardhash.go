@@ -33,16 +33,9 @@ func (s *Server) openCardHashKey(lmk []byte) ([]byte, error) {
 	cfg := s.cfg
 	src := cfg.CardHashKeySource()
 	if b := strings.TrimSpace(cfg.Security.CardHashKeyBlock); b != "" {
-		if lmk == nil {
-			return nil, fmt.Errorf("%s: needs the software HSM's LMK (hsm.backend software)", src)
-		}
-		key, err := keys.UnwrapCardHashKey(lmk, b)
+		key, err := OpenCardHashKeyBlock(cfg, lmk)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", src, err)
-		}
-		if demo, _ := hex.DecodeString(config.DemoCardHashKey); !cfg.Demo && subtle.ConstantTimeCompare(key, demo) == 1 {
-			clear(key)
-			return nil, fmt.Errorf("%s: %w: it holds the public demo card hash key; refusing outside demo mode", src, hsm.ErrDemoKey)
+			return nil, err
 		}
 		s.cardHash = cardHashKey{source: src, kcv: keys.CardHashKeyKCV(key), block: b}
 		s.log.Info().Str("source", src).Str("kcv", s.cardHash.kcv).Msg("card hash key opened under the LMK")
@@ -71,6 +64,27 @@ func (s *Server) openCardHashKey(lmk []byte) ([]byte, error) {
 		}
 		s.log.Warn().Str("source", src).Str("kcv", s.cardHash.kcv).
 			Msg("the card hash key is in the clear in the configuration, where keys at rest belong under the LMK (PCI DSS 3.5): " + next)
+	}
+	return key, nil
+}
+
+// OpenCardHashKeyBlock opens cfg's security.card_hash_key_block under lmk (nil
+// with a payShield, which leaves the switch no LMK) as the start does, and refuses
+// the public demo card hash key outside demo mode; the errors name the key. The
+// start and `switchyard config check` share it, so that the check refuses the
+// blocks the start refuses. The caller wipes the key it returns, and lmk.
+func OpenCardHashKeyBlock(cfg *config.Config, lmk []byte) ([]byte, error) {
+	src := cfg.CardHashKeySource()
+	if lmk == nil {
+		return nil, fmt.Errorf("%s: needs the software HSM's LMK (hsm.backend software)", src)
+	}
+	key, err := keys.UnwrapCardHashKey(lmk, strings.TrimSpace(cfg.Security.CardHashKeyBlock))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if demo, _ := hex.DecodeString(config.DemoCardHashKey); !cfg.Demo && subtle.ConstantTimeCompare(key, demo) == 1 {
+		clear(key)
+		return nil, fmt.Errorf("%s: %w: it holds the public demo card hash key; refusing outside demo mode", src, hsm.ErrDemoKey)
 	}
 	return key, nil
 }
