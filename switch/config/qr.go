@@ -255,15 +255,17 @@ func checkWalletURL(key, what, raw string, bad func(key, format string, args ...
 		bad(key, "%s: %q is not an http or https URL", what, shownURL(raw, u))
 		return
 	}
-	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !LoopbackHost(u.Hostname()) {
 		bad(key, "%s: %s is plain http to a host other than this machine (127.0.0.0/8, ::1, localhost): the payers' payment codes would cross the network in clear; use https", what, shownURL(raw, u))
 	}
 }
 
-// loopbackHost reports whether host (a URL's, without brackets or port) is this
+// LoopbackHost reports whether host (a URL's, without brackets or port) is this
 // machine: localhost, or an address of 127.0.0.0/8 or ::1 (an IPv4-mapped one
-// too). Other names are not resolved: a name's address may change.
-func loopbackHost(host string) bool {
+// too). Other names are not resolved: a name's address may change. The wallet URLs
+// here and `switchyard keys`, which sends clear key components only to such a host
+// over plain http, share it.
+func LoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -21,11 +21,14 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/config"
 )
 
 // Subcommands are the subcommands of the keys command.
@@ -47,7 +50,9 @@ commands:
          input, each a hex component and the KCV printed on its form (same line or the
          next), and sends them to the switch, which forms the key once every component
          is there. Outside demo mode each custodian, logged in with their own token,
-         enters one (--enter 1); one person entering two components is refused.
+         enters one (--enter 1); one person entering two components is refused. From a
+         terminal the components are read without echo. Clear components go only to an
+         https --admin URL or one of this machine (plain http to another host is refused).
   import --type T --id ID --kek ID [--kek-version N] (--tr31 BLOCK | --ecb HEX[:KCV]) [--kcv KCV] [--algorithm A] ...
          a key encrypted under a KEK of the key store (as keys export writes it on another
          switch sharing that ZMK): no clear component is handled.
@@ -59,7 +64,8 @@ commands:
   export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
   export-component --id ID [--components 2|3] [--version N]
          dual control: prints this custodian's clear component of the key and its KCV
-         (and the key's KCV); each custodian, with their own token, takes one.
+         (and the key's KCV); each custodian, with their own token, takes one; over
+         https, or plain http from this machine only, as import.
   cancel-ceremony --id ID --kind import|export --reason TEXT
          ends a key ceremony of this switch node before its 30 minutes (audited): its
          custodians may, and, while one component only is entered (import) or taken
@@ -253,6 +259,9 @@ func (t *tool) importKey(args []string) error {
 	if *n != 2 && *n != 3 {
 		return usagef("--components is %d: want 2 or 3", *n)
 	}
+	if err := t.clearKeyTransport("send clear key components to"); err != nil {
+		return err // before a custodian types one
+	}
 	if *enter == 0 {
 		*enter = *n
 	}
@@ -268,19 +277,25 @@ func (t *tool) importKey(args []string) error {
 		return &kit.UsageError{Msg: err.Error()}
 	}
 	want := alg.KeyLength()
-	sc := bufio.NewScanner(t.in)
+	in := newLineReader(t.in, t.errw)
+	hidden := ""
+	if in.tty {
+		hidden = ", not shown as typed"
+	}
 	combined := make([]byte, want)
 	defer clear(combined)
 	var resp keys.ComponentResponse
 	for i := 1; i <= *enter; i++ {
-		fmt.Fprintf(t.errw, "component %d of %d (%d hex digits, then its KCV from the form): ", i, *enter, 2*want)
-		if !sc.Scan() {
-			if err := sc.Err(); err != nil {
-				return fmt.Errorf("read component %d: %w", i, err)
-			}
+		fmt.Fprintf(t.errw, "component %d of %d (%d hex digits%s, then its KCV from the form): ", i, *enter, 2*want, hidden)
+		text, ok, err := in.line(true)
+		if err != nil {
+			return fmt.Errorf("read component %d: %w", i, err)
+		}
+		if !ok {
 			return fmt.Errorf("component %d of %d: standard input ended", i, *enter)
 		}
-		fields := strings.Fields(sc.Text())
+		fields := strings.Fields(text)
+		text = ""
 		var formKCV string
 		if len(fields) > 1 && len(fields[len(fields)-1]) == 2*kcv.Length && len(strings.Join(fields[:len(fields)-1], "")) == 2*want {
 			formKCV, fields = fields[len(fields)-1], fields[:len(fields)-1]
@@ -301,10 +316,14 @@ func (t *tool) importKey(args []string) error {
 		clear(c)
 		if formKCV == "" {
 			fmt.Fprintf(t.errw, "KCV of component %d (from its form): ", i)
-			if !sc.Scan() {
+			text, ok, err := in.line(false)
+			if err != nil {
+				return fmt.Errorf("read the KCV of component %d: %w", i, err)
+			}
+			if !ok {
 				return fmt.Errorf("KCV of component %d: standard input ended", i)
 			}
-			formKCV = strings.TrimSpace(sc.Text())
+			formKCV = strings.TrimSpace(text)
 		}
 		if !strings.EqualFold(formKCV, k.String()) {
 			return fmt.Errorf("component %d has KCV %s, its form says %s: check the typing", i, k, formKCV)
@@ -457,6 +476,9 @@ func (t *tool) exportComponent(args []string) error {
 	if err := parse(fs, args, "id"); err != nil {
 		return err
 	}
+	if err := t.clearKeyTransport("take a clear key component from"); err != nil {
+		return err // before the switch hands one out
+	}
 	var res keys.ExportComponentResponse
 	req := keys.ExportComponentsRequest{Version: *version, Components: *n}
 	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/"+url.PathEscape(*id)+"/export-components", req, &res); err != nil {
@@ -546,4 +568,79 @@ func (t *tool) cardHashKey(args []string) error {
 	}
 	fmt.Fprintf(t.out, "# the card hash key (now from %s, check value %s) under the switch's LMK:\nsecurity:\n  card_hash_key_block: %s\n", res.Source, res.KCV, res.Block)
 	return nil
+}
+
+// clearKeyTransport refuses a call that would carry a clear key component (what:
+// "send clear key components to") over plain http to a host other than this
+// machine (config.LoopbackHost: names are not resolved), where anyone on the path
+// reads it; https (a TLS proxy in front of the admin API, which speaks plain HTTP),
+// plain http to this machine and the --data mode (in-process) pass. There is no
+// flag to override it, as there is none for the wallet URLs' same rule.
+func (t *tool) clearKeyTransport(what string) error {
+	if t.c.Handler != nil {
+		return nil
+	}
+	u, err := url.Parse(t.c.BaseURL)
+	if err != nil || u.Scheme != "http" || config.LoopbackHost(u.Hostname()) {
+		return nil // not a URL: the call fails as it always did, sending nothing
+	}
+	return fmt.Errorf("refusing to %s %s over plain http: a clear component would cross the network unencrypted; "+
+		"give an https URL (a TLS proxy in front of the admin API) in --admin or $SWITCHYARD_ADMIN, or run this command on the switch's host (http://127.0.0.1:PORT)",
+		what, (&url.URL{Scheme: u.Scheme, Host: u.Host}).String())
+}
+
+// lineReader reads a custodian's lines from standard input: from a pipe or a file
+// with a bufio.Scanner, as before; from a terminal a byte at a time (no read-ahead
+// past the line), a hidden line (a clear component) with the terminal's echo off.
+type lineReader struct {
+	sc   *bufio.Scanner // not a terminal
+	f    *os.File       // a terminal
+	tty  bool
+	errw io.Writer
+}
+
+func newLineReader(in io.Reader, errw io.Writer) *lineReader {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return &lineReader{f: f, tty: true, errw: errw}
+	}
+	return &lineReader{sc: bufio.NewScanner(in), errw: errw}
+}
+
+// line returns the next line without its end, and false at the end of the input
+// (a line cut by it counts). On a terminal a hidden line is read without echo, and
+// the end of line the custodian typed is written to errw in its place.
+func (r *lineReader) line(hidden bool) (string, bool, error) {
+	if !r.tty {
+		if !r.sc.Scan() {
+			return "", false, r.sc.Err()
+		}
+		return r.sc.Text(), true, nil
+	}
+	if hidden {
+		b, err := term.ReadPassword(int(r.f.Fd()))
+		defer clear(b)
+		fmt.Fprintln(r.errw)
+		switch {
+		case err == io.EOF: // nothing typed before the end (^D)
+			return "", false, nil
+		case err != nil:
+			return "", false, err
+		}
+		return string(b), true, nil
+	}
+	var line []byte
+	one := make([]byte, 1)
+	for {
+		n, err := r.f.Read(one)
+		switch {
+		case n == 1 && one[0] == '\n':
+			return strings.TrimSuffix(string(line), "\r"), true, nil
+		case n == 1:
+			line = append(line, one[0])
+		case err == io.EOF:
+			return string(line), len(line) > 0, nil
+		case err != nil:
+			return "", false, err
+		}
+	}
 }
