@@ -158,13 +158,39 @@ func (s SpecRequest) KeySpec() (hsm.KeySpec, error) {
 		out.Algorithm = alg
 	}
 	if s.Grace != "" {
-		d, err := time.ParseDuration(s.Grace)
-		if err != nil || d < 0 {
-			return out, fmt.Errorf("%w: grace %q is not a duration like 24h", hsm.ErrInput, s.Grace)
+		d, err := ParseGrace("grace", s.Grace)
+		if err != nil {
+			return out, fmt.Errorf("%w: %w", hsm.ErrInput, err)
 		}
 		out.Grace = d
 	}
 	return out, nil
+}
+
+// MaxGrace is the longest grace window a new key version gives the version it
+// supersedes (SpecRequest.Grace, keys rotate --grace, the keys.rotate task's
+// grace): 30 days. The window is for the counterparts that still hold the old key
+// (a terminal that missed its key change, an issuer moving to a new zone key) until
+// they take the new one, hours to a few days; a longer one keeps the old key valid
+// past any planned cut-over, and, since versions are destroyed only from the
+// oldest on, holds back the destruction of every version after it (README, Keys).
+// Before 8 December 2026 there was no bound (876000h, a century, was taken).
+const MaxGrace = 30 * 24 * time.Hour
+
+// ParseGrace parses a grace window v given as name ("grace", "--grace",
+// "params.grace"): a Go duration from 0 (none) to MaxGrace. The errors name it and
+// its value.
+func ParseGrace(name, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("%s %q is not a duration like 24h", name, v)
+	case d < 0:
+		return 0, fmt.Errorf("%s %q: must be positive (0s for none), at most 720h (30 days)", name, v)
+	case d > MaxGrace:
+		return 0, fmt.Errorf("%s %q: at most 720h (30 days): the superseded version would stay usable that long and hold back the destruction of the versions after it", name, v)
+	}
+	return d, nil
 }
 
 // ExportSpec converts an export target (nil: no export) to an hsm.ExportSpec.

@@ -254,3 +254,34 @@ func TestAPIECBImportOfAStoredValue(t *testing.T) {
 		t.Fatalf("the TPK re-sent as a new version of T0000010.TPK: %+v, %v", re, err)
 	}
 }
+
+// TestRotateGraceBounded: the admin API takes a grace window of 0s to 720h
+// (keys.MaxGrace) on a rotation, and refuses with 400 a longer one (876000h was
+// taken: the old version valid for a century) and a negative one ("must be
+// positive"; it said "not a duration like 24h"), rotating nothing.
+func TestRotateGraceBounded(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	before, err := e.store.Versions("demo.ZPK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ grace, want string }{
+		{"876000h", `grace "876000h": at most 720h (30 days)`},
+		{"720h1s", `grace "720h1s": at most 720h (30 days)`},
+		{"-1h", `grace "-1h": must be positive`},
+	} {
+		err := e.admin.Do(ctx, "POST", "/api/v1/keys/demo.ZPK/rotate", keys.RotateRequest{Grace: c.grace}, nil)
+		var ae *apiclient.APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, c.want) {
+			t.Errorf("grace %s: %v; want 400 saying %q", c.grace, err, c.want)
+		}
+	}
+	if after, _ := e.store.Versions("demo.ZPK"); len(after) != len(before) {
+		t.Fatalf("a refused grace rotated demo.ZPK: %d versions, had %d", len(after), len(before))
+	}
+	var rot hsm.KeyResult
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/demo.ZPK/rotate", keys.RotateRequest{Grace: "720h"}, &rot); err != nil || rot.Ref.Version != len(before)+1 {
+		t.Fatalf("grace 720h: %+v %v", rot, err)
+	}
+}

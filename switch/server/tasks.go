@@ -467,8 +467,8 @@ func taskParamChecks(zone string) map[string]func(map[string]string) error {
 				return errors.New("params.keys: the IDs of the keys to rotate, comma-separated")
 			}
 			if g := p["grace"]; g != "" {
-				if d, err := time.ParseDuration(g); err != nil || d < 0 {
-					return fmt.Errorf("params.grace %q: want a duration like 24h", g)
+				if _, err := keys.ParseGrace("params.grace", g); err != nil {
+					return err
 				}
 			}
 			return nil

@@ -61,6 +61,7 @@ commands:
   list   [--id ID] [--json]        ID, version, type, algorithm, KCV, status, times in the
                                    acquirer's zone ($SWITCHYARD_TIMEZONE) (never keys)
   rotate --id ID [--grace 24h] [--activate-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
+         --grace: how long the old version stays usable inbound, 0s to 720h (30 days)
   export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
   export-component --id ID [--components 2|3] [--version N]
          dual control: prints this custodian's clear component of the key and its KCV
@@ -419,7 +420,7 @@ func (t *tool) list(args []string) error {
 func (t *tool) rotate(args []string) error {
 	fs := t.flags("rotate")
 	id := fs.String("id", "", "key ID")
-	grace := fs.String("grace", "", "keep the old version usable for decryption and verification this long (e.g. 24h)")
+	grace := fs.String("grace", "", "keep the old version usable for decryption and verification this long (e.g. 24h; at most 720h)")
 	activate := fs.String("activate-at", "", "activation time of the new version (RFC 3339; default now)")
 	expires := fs.String("expires-at", "", "expiry of the new version (RFC 3339)")
 	kek := fs.String("export-kek", "", "also export the new version under this KEK")
@@ -428,8 +429,8 @@ func (t *tool) rotate(args []string) error {
 		return err
 	}
 	if *grace != "" {
-		if d, err := time.ParseDuration(*grace); err != nil || d < 0 {
-			return usagef("--grace %q is not a duration like 24h", *grace)
+		if _, err := keys.ParseGrace("--grace", *grace); err != nil {
+			return &kit.UsageError{Msg: err.Error()} // the switch refuses it too (400)
 		}
 	}
 	act, err := parseTime("activate-at", *activate)

@@ -395,3 +395,35 @@ func TestCancelCeremony(t *testing.T) {
 		t.Fatalf("a second cancel: exit %d %s", code, errs)
 	}
 }
+
+// TestRotateGraceBounded: keys rotate --grace takes 0s to 720h (keys.MaxGrace); a
+// longer one (876000h, a century, was taken) and a negative one, said to be
+// "not a duration like 24h" before, are refused as usage errors saying why, and
+// nothing is rotated.
+func TestRotateGraceBounded(t *testing.T) {
+	f := setup(t)
+	versions := func() int {
+		vs, err := f.store.Versions("demo.ZPK")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(vs)
+	}
+	before := versions()
+	for _, c := range []struct{ grace, want string }{
+		{"876000h", `--grace "876000h": at most 720h (30 days)`},
+		{"721h", `--grace "721h": at most 720h (30 days)`},
+		{"-1h", `--grace "-1h": must be positive`},
+		{"soon", `--grace "soon" is not a duration like 24h`},
+	} {
+		if code, _, errs := f.run("", "rotate", "--id", "demo.ZPK", "--grace", c.grace); code != ExitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("--grace %s: exit %d, stderr %q; want exit 2 saying %q", c.grace, code, errs, c.want)
+		}
+	}
+	if n := versions(); n != before {
+		t.Fatalf("a refused --grace rotated demo.ZPK: %d versions, had %d", n, before)
+	}
+	if code, out, errs := f.run("", "rotate", "--id", "demo.ZPK", "--grace", "720h"); code != ExitOK || !strings.Contains(out, "stored demo.ZPK version") {
+		t.Fatalf("--grace 720h: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
