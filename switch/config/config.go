@@ -580,8 +580,8 @@ type Security struct {
 	// (default 10m).
 	KeyGrace Duration `yaml:"key_grace"`
 	// KeyChangeInterval is the least time between two working-key changes
-	// (0800/161) of one terminal (default 1m): one sooner is refused 65
-	// key-change-too-soon. Each node of a cluster counts its own.
+	// (0800/161) of one terminal (default 1m): one sooner is answered with the
+	// last one's keys again, none generated. Each node of a cluster counts its own.
 	KeyChangeInterval Duration `yaml:"key_change_interval"`
 }
 

@@ -234,8 +234,8 @@ type Config struct {
 	// change (default 10 min).
 	KeyGrace time.Duration
 	// KeyChangeInterval is the least time between two working-key changes
-	// (0800/161) of one terminal (default 1 min): a change sooner is refused 65
-	// key-change-too-soon, nothing generated.
+	// (0800/161) of one terminal (default 1 min): a change sooner is answered
+	// with the last one's keys again, nothing generated.
 	KeyChangeInterval time.Duration
 	// QR routes payment codes to their connectors (nil: payments with a payment code
 	// are declined 15 qr-no-route).

@@ -1247,10 +1247,10 @@ func TestNetworkManagement(t *testing.T) {
 
 // TestKeyChangeSharedKeyAndInterval: a terminal's key change (0800/161) does not
 // rotate a TPK or TAK another terminal's record names (63 shared-working-key,
-// nothing generated), and a terminal gets at most one change per
-// KeyChangeInterval (65 key-change-too-soon, nothing generated). Until 8 December
-// 2026 one load terminal rotated LT.TPK under the 1,999 others, and 200 changes
-// in 1.4 s made 203 key versions.
+// nothing generated), and a terminal gets at most one new set of keys per
+// KeyChangeInterval: a change sooner gets the last one's keys again, nothing
+// generated. Until 8 December 2026 one load terminal rotated LT.TPK under the
+// 1,999 others, and 200 changes in 1.4 s made 203 key versions.
 func TestKeyChangeSharedKeyAndInterval(t *testing.T) {
 	other := termMAC
 	other.ID = "T0000002"
@@ -1272,13 +1272,14 @@ func TestKeyChangeSharedKeyAndInterval(t *testing.T) {
 	o.Keys.TPK = "T0000002.TPK"
 	h.terms.terms["T0000002"] = &o
 	h.terms.mu.Unlock()
-	if a := change(); a.RC != "00" || len(h.hsm.generated) != 2 {
-		t.Fatalf("key change of the terminal's own keys: %+v, %d keys generated", a.Result, len(h.hsm.generated))
+	first := change()
+	if first.RC != "00" || len(h.hsm.generated) != 2 || first.DE48 == "" {
+		t.Fatalf("key change of the terminal's own keys: %+v, %d keys generated", first.Result, len(h.hsm.generated))
 	}
 	h.clock.Advance(29 * time.Second)
 	for i := range 3 {
-		if a := change(); a.RC != "65" || a.Reason != "key-change-too-soon" || len(h.hsm.generated) != 2 {
-			t.Fatalf("key change %d within the interval: %+v, %d keys generated (want 65 key-change-too-soon, no new key)", i, a.Result, len(h.hsm.generated))
+		if a := change(); a.RC != "00" || a.DE48 != first.DE48 || len(h.hsm.generated) != 2 {
+			t.Fatalf("key change %d within the interval: %+v, %d keys generated (want 00 with the first change's keys %q, no new key)", i, a.Result, len(h.hsm.generated), first.DE48)
 		}
 	}
 	h.clock.Advance(time.Second)

@@ -184,9 +184,10 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 // demo load terminals share LT.TPK) is not rotated nor sent: the change is refused
 // 63 shared-working-key, nothing generated, as a cup sign-in refuses to rotate or
 // hand out a key others use. A change within KeyChangeInterval of the terminal's
-// last one is refused 65 key-change-too-soon, nothing generated. (Until 8 December
-// 2026 any one terminal rotated a shared key, and the others' PINs failed 63 once
-// the grace ended; and 200 changes in 1.4 s left 203 versions kept for the grace.)
+// last one on this node is answered with that one's keys again, nothing generated.
+// (Until 8 December 2026 any one terminal rotated a shared key, and the others'
+// PINs failed 63 once the grace ended; and 200 changes in 1.4 s left 203 versions
+// kept for the grace.)
 func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 string, err error) {
 	term := t.term
 	if p.hsm == nil || term == nil || term.Keys.TMK == "" {
@@ -199,10 +200,14 @@ func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 strin
 			return message.RCSecurityViolation, message.ReasonTLV(reasonSharedWorkingKey), nil
 		}
 	}
-	if last, ok := p.keyChanges.take(term.ID, p.now()); !ok {
-		p.log.Warn().Str("tid", term.ID).Time("last_change", last).Dur("min_interval", p.keyChanges.every).
-			Msg("key change refused: the terminal's last one was less than the minimum interval ago (security.key_change_interval)")
-		return message.RCExceedsFrequency, message.ReasonTLV(reasonKeyChangeTooSoon), nil
+	now := p.now()
+	if last, keys, ok := p.keyChanges.recent(term.ID, term.Keys.TMK, now); ok {
+		// The same keys again, as a cup sign-in's repeat gets them: the terminal
+		// that lost the answer, or asks before each PIN (the demo's term
+		// command), works on; nothing new is generated.
+		p.log.Info().Str("tid", term.ID).Time("last_change", last).Dur("min_interval", p.keyChanges.every).
+			Msg("key change within the minimum interval of the terminal's last one (security.key_change_interval): its keys sent again, none generated")
+		return message.RCApproved, keys, nil
 	}
 	kek := &hsm.ExportSpec{KEK: hsm.KeyRef{ID: term.Keys.TMK}, Format: hsm.ExportECB}
 	var b []byte
@@ -227,15 +232,13 @@ func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 strin
 			return "", "", err
 		}
 	}
+	p.keyChanges.took(term.ID, term.Keys.TMK, now, string(b))
 	return message.RCApproved, string(b), nil
 }
 
-// The refusals of a key change (0800/161, DE 48 RS): a working key other terminals
-// use too, and a change too soon after the terminal's last one.
-const (
-	reasonSharedWorkingKey = "shared-working-key"
-	reasonKeyChangeTooSoon = "key-change-too-soon"
-)
+// The refusal of a key change (0800/161, DE 48 RS): a working key other terminals
+// use too.
+const reasonSharedWorkingKey = "shared-working-key"
 
 // keyUsersBesides returns the terminals other than tid that use key id (none for
 // an empty id).
@@ -252,37 +255,54 @@ func (p *Pipeline) keyUsersBesides(id, tid string) []string {
 	return out
 }
 
-// keyChangeTimes bounds each terminal's key changes to one every every: a change
-// makes a version of each of its working keys, kept for the grace period.
+// keyChangeTimes bounds each terminal's key changes to one every every on this
+// node: a change makes a version of each of its working keys, kept for the grace
+// period. A change within every of the terminal's last gets that change's answer
+// again (its keys under the same TMK: nothing the terminal did not have).
 type keyChangeTimes struct {
 	every time.Duration
 	mu    sync.Mutex
-	last  map[string]time.Time // terminal ID -> its last key change taken
-	sweep int                  // the size of last at which to drop the old entries
+	last  map[string]keyChangeTaken // terminal ID -> its last key change
+	sweep int                       // the size of last at which to drop the old entries
+}
+
+// keyChangeTaken is a terminal's last key change: when, under which TMK, and
+// the DE 48 that carried its keys.
+type keyChangeTaken struct {
+	at   time.Time
+	tmk  string
+	keys string
 }
 
 func newKeyChangeTimes(every time.Duration) *keyChangeTimes {
-	return &keyChangeTimes{every: every, last: map[string]time.Time{}, sweep: 1024}
+	return &keyChangeTimes{every: every, last: map[string]keyChangeTaken{}, sweep: 1024}
 }
 
-// take records a key change of terminal tid at now and reports true, unless its
-// last one was less than every before now: then it reports false and that time.
-func (k *keyChangeTimes) take(tid string, now time.Time) (time.Time, bool) {
+// recent returns terminal tid's last key change, its time and its DE 48, when it
+// was made under tmk less than every before now.
+func (k *keyChangeTimes) recent(tid, tmk string, now time.Time) (time.Time, string, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if last, ok := k.last[tid]; ok && now.Sub(last) < k.every {
-		return last, false
+	last, ok := k.last[tid]
+	if !ok || last.tmk != tmk || now.Sub(last.at) >= k.every || now.Before(last.at) {
+		return time.Time{}, "", false
 	}
-	k.last[tid] = now
+	return last.at, last.keys, true
+}
+
+// took records terminal tid's key change made at now under tmk, answered with keys.
+func (k *keyChangeTimes) took(tid, tmk string, now time.Time, keys string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.last[tid] = keyChangeTaken{at: now, tmk: tmk, keys: keys}
 	if len(k.last) >= k.sweep {
-		for id, at := range k.last {
-			if now.Sub(at) >= k.every {
+		for id, t := range k.last {
+			if now.Sub(t.at) >= k.every {
 				delete(k.last, id)
 			}
 		}
 		k.sweep = max(1024, 2*len(k.last))
 	}
-	return time.Time{}, true
 }
 
 // securityDecline answers a message whose MAC failed with 63; nothing is forwarded.
