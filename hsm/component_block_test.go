@@ -15,7 +15,7 @@ import (
 // same block with key version 00 is imported.
 func TestImportRefusesAComponentBlock(t *testing.T) {
 	e := newEnv(t, hsm.Options{})
-	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	tmk := hsm.KeyRef{ID: "T0000009.TMK"} // the same demo value as T0000001.TMK
 	comp := "C1D0F8FB4958670DBA40AB1F3752EF0D"
 	wrap := func(kv string) string {
 		t.Helper()

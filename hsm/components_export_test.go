@@ -53,7 +53,7 @@ func TestExportComponentsExportability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	none, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TPK", Type: hsm.TPK, Owner: "T0000008"}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, TR31: blk})
+	none, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, TR31: blk})
 	if err != nil {
 		t.Fatal(err)
 	}

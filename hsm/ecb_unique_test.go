@@ -63,7 +63,7 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 	}
 
 	// The attack: the TPK's ECB form imported as a TAK.
-	_, err = e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000005.TAK", Type: hsm.TAK, Owner: "T0000005"}, KEK: tmk, ECB: tpkECB})
+	_, err = e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000005.TAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk, ECB: tpkECB})
 	if err == nil {
 		ref := hsm.KeyRef{ID: "T0000005.TAK"}
 		m, merr := e.hsm.GenerateMAC(e.ctx, hsm.MACRequest{Key: ref, Data: []byte(rv.Str(t, "data_ascii"))})
@@ -111,9 +111,9 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 		kek  hsm.KeyRef
 		ecb  string
 	}{
-		{"the TPK's ECB form spliced into a TDES-3KEY TAK", hsm.KeySpec{ID: "T0000005.TAK3", Type: hsm.TAK, Algorithm: hsm.TDES3KEY}, tmk, spliced},
-		{"the TPK's ECB form as another terminal's TPK", hsm.KeySpec{ID: "T0000007.TPK", Type: hsm.TPK, Owner: "T0000007"}, tmk, tpkECB},
-		{"the TAK's ECB form as a TPK (a PIN key that MAC generation enciphers under)", hsm.KeySpec{ID: "T0000006.TPK", Type: hsm.TPK, Owner: "T0000006"}, tmk, takECB},
+		{"the TPK's ECB form spliced into a TDES-3KEY TAK", hsm.KeySpec{ID: "T0000005.TAK3", Type: hsm.TAK, Algorithm: hsm.TDES3KEY, Owner: "T0000001"}, tmk, spliced},
+		{"the TPK's ECB form as another terminal's TPK", hsm.KeySpec{ID: "T0000007.TPK", Type: hsm.TPK, Owner: "T0000001"}, tmk, tpkECB},
+		{"the TAK's ECB form as a TPK (a PIN key that MAC generation enciphers under)", hsm.KeySpec{ID: "T0000006.TPK", Type: hsm.TPK, Owner: "T0000001"}, tmk, takECB},
 		{"the zone PIN key's ECB form as a ZAK", hsm.KeySpec{ID: "demo.ZAK", Type: hsm.ZAK, Owner: "demo"}, zmk, zpkECB},
 		{"the BDK's value in an ECB form as a ZPK", hsm.KeySpec{ID: "x.ZPK", Type: hsm.ZPK}, zmk, bdkECB},
 		{"an AES ZAK's bytes in an ECB form as a TDES ZPK", hsm.KeySpec{ID: "y.ZPK", Type: hsm.ZPK}, zmk, aesECB},
@@ -129,7 +129,7 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 
 	// The same key re-sent as a new version of its own ID is a rotation, not a
 	// second purpose: it comes in, and translates PINs.
-	re, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000005.TPK", Type: hsm.TPK, Owner: "T0000005", Grace: time.Hour}, KEK: tmk, ECB: tpkECB})
+	re, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000005.TPK", Type: hsm.TPK, Owner: "T0000001", Grace: time.Hour}, KEK: tmk, ECB: tpkECB})
 	if err != nil || re.Ref.Version != 2 || re.KCV != strings.SplitN(tpkECB, ":", 2)[1] {
 		t.Fatalf("the TPK re-sent as a new version of T0000005.TPK: %+v, %v", re, err)
 	}
@@ -145,7 +145,7 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000005.TAK", Type: hsm.TAK}, KEK: tmk, ECB: tpkECB}); !errors.Is(err, hsm.ErrPolicy) {
+	if res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000005.TAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk, ECB: tpkECB}); !errors.Is(err, hsm.ErrPolicy) {
 		t.Errorf("the revoked TPK's ECB form as a TAK: stored as %s, err %v; want ErrPolicy", res.Ref, err)
 	}
 
@@ -154,7 +154,7 @@ func TestECBImportRefusesAStoredValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "copy.TAK", Type: hsm.TAK}, KEK: tmk, TR31: blk}); err != nil {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "copy.TAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk, TR31: blk}); err != nil {
 		t.Errorf("a TAK's TR-31 block under another ID: %v", err)
 	}
 }
@@ -174,7 +174,7 @@ func TestECBImportOfOneValueAtOnce(t *testing.T) {
 			typ = hsm.TAK
 		}
 		wg.Go(func() {
-			_, errs[i] = e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: fmt.Sprintf("C%d.%s", i, typ), Type: typ}, KEK: tmk, ECB: ecb})
+			_, errs[i] = e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: fmt.Sprintf("C%d.%s", i, typ), Type: typ, Owner: "T0000001"}, KEK: tmk, ECB: ecb})
 		})
 	}
 	wg.Wait()

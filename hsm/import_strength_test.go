@@ -38,7 +38,7 @@ func TestImportRefusesAWeakerKEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "t3.TPK", Type: hsm.TPK, Algorithm: hsm.TDES3KEY}, KEK: tmk, TR31: blk}); !errors.Is(err, hsm.ErrPolicy) {
+	if res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "t3.TPK", Type: hsm.TPK, Algorithm: hsm.TDES3KEY, Owner: "T0000001"}, KEK: tmk, TR31: blk}); !errors.Is(err, hsm.ErrPolicy) {
 		t.Fatalf("TDES-3KEY TPK under the TDES-2KEY TMK: %+v, %v; want ErrPolicy", res, err)
 	}
 	// A TDES key in a version D block under the TDES TMK: the TMK used as an AES key.
@@ -47,7 +47,7 @@ func TestImportRefusesAWeakerKEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "d.TPK", Type: hsm.TPK}, KEK: tmk, TR31: blk}); !errors.Is(err, hsm.ErrPolicy) {
+	if res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "d.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, TR31: blk}); !errors.Is(err, hsm.ErrPolicy) {
 		t.Fatalf("version D block under the TDES TMK: %+v, %v; want ErrPolicy", res, err)
 	}
 	// The usual case still comes in: a TDES-2KEY key, version B, under the TMK.
@@ -56,7 +56,7 @@ func TestImportRefusesAWeakerKEK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "b.TPK", Type: hsm.TPK}, KEK: tmk, TR31: blk}); err != nil {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "b.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, TR31: blk}); err != nil {
 		t.Fatalf("TDES-2KEY TPK, version B, under the TMK: %v", err)
 	}
 }

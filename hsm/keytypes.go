@@ -302,23 +302,34 @@ func CheckKeyID(id string) error {
 // wraps any key. A TMK with no owner and no '.' in its ID (hsm serve's, known by its
 // token) is checked by the type alone. Until 7 December 2026 one admin could export the BDK, the ZMK and
 // the issuer's ZPK under any terminal's TMK. The payShield client applies it before
-// it sends A0 or A8, as the software HSM does.
+// it sends A0 or A8, as the software HSM does. Imports follow the same hierarchy
+// (CheckImportWrap).
 func CheckWrap(t KeyType, id, owner string, kek KeyRecord) error {
+	return checkWrap(t, id, owner, kek, false)
+}
+
+// checkWrap is CheckWrap, its errors worded for an import (the key came in under
+// kek) when in is set.
+func checkWrap(t KeyType, id, owner string, kek KeyRecord, in bool) error {
 	if kek.Type != TMK {
 		return nil
+	}
+	verb, how := "wrapped", "leaves"
+	if in {
+		verb, how = "imported", "comes"
 	}
 	switch t {
 	case TPK, TAK, TDK:
 	default:
-		return fmt.Errorf("%w: a %s may not be wrapped under the terminal master key %s: a TMK wraps only its terminal's working keys (TPK, TAK, TDK); a %s leaves under a ZMK or as components",
-			ErrPolicy, t, kek.Ref(), t)
+		return fmt.Errorf("%w: a %s may not be %s under the terminal master key %s: a TMK wraps only its terminal's working keys (TPK, TAK, TDK); a %s %s under a ZMK or as components",
+			ErrPolicy, t, verb, kek.Ref(), t, how)
 	}
 	// A TMK the HSM holds without an owner (hsm serve's keys, known only by their
 	// tokens) is checked by the type alone.
 	ko, kk := ownerOf(id, owner), ownerOf(kek.ID, kek.Owner)
 	if kk != "" && !strings.HasPrefix(ko, kk) {
-		return fmt.Errorf("%w: %s of %q may not be wrapped under %s, the terminal master key of %q: a TMK wraps only its own terminal's keys",
-			ErrPolicy, id, ko, kek.Ref(), kk)
+		return fmt.Errorf("%w: %s of %q may not be %s under %s, the terminal master key of %q: a TMK wraps only its own terminal's keys",
+			ErrPolicy, id, ko, verb, kek.Ref(), kk)
 	}
 	return nil
 }
@@ -328,12 +339,30 @@ func CheckWrap(t KeyType, id, owner string, kek KeyRecord) error {
 // new version of another terminal's TAK asked for with this terminal as its owner is
 // still that terminal's key).
 func CheckGenerateWrap(ctx context.Context, store KeyStore, spec KeySpec, version int, kek KeyRecord) error {
-	if err := CheckWrap(spec.Type, spec.ID, spec.Owner, kek); err != nil {
+	return checkSpecWrap(ctx, store, spec, version, kek, false)
+}
+
+// CheckImportWrap is CheckGenerateWrap for a key imported under kek as version
+// version of spec: a key comes in under a KEK only where it could leave under it.
+// Whoever holds a terminal's TMK (the terminal, its key loader, and for a TMK shared
+// by a fleet, as the demo's LT.TMK, every terminal of it) can wrap any key under it:
+// a ZMK of their choice imported under it would export every key of the switch in
+// the clear, and a ZPK, BDK or another terminal's key of their choice would be one
+// they know. Until 8 December 2026 imports were not checked, and one admin with a
+// terminal's TMK stored a ZMK under it and exported the dual-control ZMK under that.
+// Both backends apply it before anything is unwrapped (the payShield client before
+// it sends A6).
+func CheckImportWrap(ctx context.Context, store KeyStore, spec KeySpec, version int, kek KeyRecord) error {
+	return checkSpecWrap(ctx, store, spec, version, kek, true)
+}
+
+func checkSpecWrap(ctx context.Context, store KeyStore, spec KeySpec, version int, kek KeyRecord, in bool) error {
+	if err := checkWrap(spec.Type, spec.ID, spec.Owner, kek, in); err != nil {
 		return err
 	}
 	if version > 1 && kek.Type == TMK {
 		if prev, err := store.Key(ctx, KeyRef{ID: spec.ID}); err == nil {
-			return CheckWrap(prev.Type, prev.ID, prev.Owner, kek)
+			return checkWrap(prev.Type, prev.ID, prev.Owner, kek, in)
 		}
 	}
 	return nil

@@ -42,7 +42,8 @@ func TestSingleLengthKeyMasquerading(t *testing.T) {
 			t.Errorf("FormKey, %s: formed %s with KCV %s, err %v; want ErrInput", tc.name, res.Ref, res.KCV, err)
 		}
 	}
-	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	// T0000009's own TMK (the same demo value as T0000001.TMK).
+	tmk := hsm.KeyRef{ID: "T0000009.TMK"}
 	const single2 = "FEDCBA9876543210FEDCBA9876543210" // not the key formed above
 	res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000009.TPK", Type: hsm.TPK, Owner: "T0000009"}, KEK: tmk, ECB: ecbUnder(t, demoTMK, single2)})
 	if !errors.Is(err, hsm.ErrInput) {

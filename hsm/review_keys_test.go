@@ -28,7 +28,7 @@ func TestImportHonoursTR31ModeOfUse(t *testing.T) {
 	}
 
 	// A verify-only MAC key (M3 V) imported as a TAK must not generate MACs.
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "v.TAK", Type: hsm.TAK}, KEK: tmk,
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "v.TAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk,
 		TR31: wrap(tr31.UsageMACAlg3, tr31.ModeVerify, "0123456789ABCDEFFEDCBA9876543210")}); err != nil {
 		t.Logf("verify-only MAC key refused at import (acceptable): %v", err)
 	} else if _, err := e.hsm.GenerateMAC(e.ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "v.TAK"}, Data: []byte("forged 0210")}); !errors.Is(err, hsm.ErrKeyUsage) {
@@ -36,7 +36,7 @@ func TestImportHonoursTR31ModeOfUse(t *testing.T) {
 	}
 
 	// An encrypt-only PIN key (P0 E) imported as a TPK must not decrypt PIN blocks.
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "e.TPK", Type: hsm.TPK}, KEK: tmk,
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "e.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk,
 		TR31: wrap(tr31.UsagePIN, tr31.ModeEncrypt, demoTPK)}); err != nil {
 		t.Logf("encrypt-only PIN key refused at import (acceptable): %v", err)
 	} else if _, err := e.hsm.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "e.TPK"}, SourceFormat: pinblock.Format0,
@@ -44,9 +44,15 @@ func TestImportHonoursTR31ModeOfUse(t *testing.T) {
 		t.Errorf("a TPK imported from an encrypt-only (P0 E) block decrypts PIN blocks: err %v", err)
 	}
 
-	// An unwrap-only KEK (K0 D) imported as a ZMK must not wrap (export) keys.
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "d.ZMK", Type: hsm.ZMK}, KEK: tmk,
-		TR31: wrap(tr31.UsageKEK, tr31.ModeDecrypt, "9BB091DF6B6162D3947AA46EDCFB312A")}); err != nil {
+	// An unwrap-only KEK (K0 D) imported as a ZMK must not wrap (export) keys. It
+	// comes under the zone's ZMK: never under a TMK (TestImportFollowsTheWrapHierarchy).
+	blk, err := tr31.Wrap(hx(t, "9BB091DF6B6162D3947AA46EDCFB312A"), tr31.Header{Version: tr31.VersionB, Usage: tr31.UsageKEK, Algorithm: tr31.AlgTDES, ModeOfUse: tr31.ModeDecrypt,
+		Exportability: tr31.ExportNone}, hx(t, "3C5A7E9112B4D6F88F6D4B2A19E7C5A3"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "d.ZMK", Type: hsm.ZMK}, KEK: hsm.KeyRef{ID: "demo.ZMK"},
+		TR31: blk}); err != nil {
 		t.Logf("unwrap-only KEK refused at import (acceptable): %v", err)
 	} else if _, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "demo.ZPK"},
 		ExportSpec: hsm.ExportSpec{KEK: hsm.KeyRef{ID: "d.ZMK"}, Format: hsm.ExportTR31}}); !errors.Is(err, hsm.ErrKeyUsage) {
@@ -128,7 +134,7 @@ func TestECBImportKeepsKeyTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000004"}, KEK: tmk, ECB: gen.Exported}); err != nil {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, ECB: gen.Exported}); err != nil {
 		t.Errorf("a TPK imported from ECB: %v", err)
 	}
 }

@@ -246,6 +246,11 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 	if err := CheckKEKStrength(req.Algorithm, krec, "imported"); err != nil {
 		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
+	// Since 8 December 2026: the hierarchy of exports (a ZMK of the importer's
+	// choice came in under a terminal's TMK, and the dual-control ZMK left under it).
+	if err := CheckImportWrap(ctx, s.store, req.KeySpec, version, krec); err != nil {
+		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
 	prof, _ := ProfileFor(req.Type, req.Algorithm, req.MACAlgorithm)
 	var key []byte
 	exportability := prof.Exportability

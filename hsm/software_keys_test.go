@@ -64,11 +64,11 @@ func TestGenerateExportImport(t *testing.T) {
 	// Import both forms under the TMK, the KCV must match: the ECB form as a new
 	// version of the same key (an ECB value is never stored under a second key ID:
 	// TestECBImportRefusesAStoredValue), the TR-31 block at another terminal.
-	imp, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK}, KEK: tmk, ECB: res.Exported})
+	imp, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, ECB: res.Exported})
 	if err != nil || imp.KCV != res.KCV || imp.Ref.Version != 2 {
 		t.Fatalf("ECB import: %v %v", imp, err)
 	}
-	imp2, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "imp2.TPK", Type: hsm.TPK}, KEK: tmk, TR31: blk, KCV: res.KCV})
+	imp2, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "imp2.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, TR31: blk, KCV: res.KCV})
 	if err != nil || imp2.KCV != res.KCV {
 		t.Fatalf("TR-31 import: %v %v", imp2, err)
 	}
@@ -77,13 +77,13 @@ func TestGenerateExportImport(t *testing.T) {
 		t.Fatalf("re-export of a non-exportable key: %v", err)
 	}
 	// Wrong KCV, wrong usage, wrong KEK type, wrong key length.
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TPK", Type: hsm.TPK}, KEK: tmk, ECB: hexKey + ":000000"}); !errors.Is(err, hsm.ErrKCVMismatch) {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, ECB: hexKey + ":000000"}); !errors.Is(err, hsm.ErrKCVMismatch) {
 		t.Fatalf("wrong KCV: %v", err)
 	}
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TPK", Type: hsm.TPK}, KEK: tmk, ECB: hexKey}); !errors.Is(err, hsm.ErrInput) {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, ECB: hexKey}); !errors.Is(err, hsm.ErrInput) {
 		t.Fatalf("ECB without KCV: %v", err)
 	}
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TAK", Type: hsm.TAK}, KEK: tmk, TR31: blk}); !errors.Is(err, hsm.ErrKeyUsage) {
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk, TR31: blk}); !errors.Is(err, hsm.ErrKeyUsage) {
 		t.Fatalf("P0 block imported as a TAK: %v", err)
 	}
 	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "bad.TPK", Type: hsm.TPK}, KEK: hsm.KeyRef{ID: "T0000001.TPK"}, ECB: res.Exported}); !errors.Is(err, hsm.ErrKeyUsage) {

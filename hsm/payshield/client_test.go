@@ -240,7 +240,7 @@ func TestClientEveryCommand(t *testing.T) {
 	}
 	// A6 of an ECB key with a wrong KCV is refused (01).
 	ecb, _, _ := strings.Cut(gen.Exported, ":")
-	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "BAD.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: "000000"})
+	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.BADTAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: "000000"})
 	if !errors.Is(err, hsm.ErrKCVMismatch) {
 		t.Fatalf("A6 wrong KCV: %v, want ErrKCVMismatch", err)
 	}

@@ -22,13 +22,13 @@ func TestClientRefusesAComponentBlock(t *testing.T) {
 		}
 	}})
 	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
-	blk, err := tr31.Wrap(unhex(demoHex("T0000001.TMK")), tr31.Header{Version: tr31.VersionB, Usage: tr31.UsagePIN, Algorithm: tr31.AlgTDES,
+	blk, err := tr31.Wrap(unhex(demoHex("T0000009.TMK")), tr31.Header{Version: tr31.VersionB, Usage: tr31.UsagePIN, Algorithm: tr31.AlgTDES,
 		ModeOfUse: tr31.ModeEncDec, KeyVersion: "c1", Exportability: tr31.ExportNone}, unhex("C1D0F8FB4958670DBA40AB1F3752EF0D"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := e.client.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000009.TPK", Type: hsm.TPK, Owner: "T0000009"},
-		KEK: hsm.KeyRef{ID: "T0000001.TMK"}, TR31: blk})
+		KEK: hsm.KeyRef{ID: "T0000009.TMK"}, TR31: blk})
 	if !errors.Is(err, hsm.ErrPolicy) {
 		t.Errorf("component block imported as %s (KCV %s): err %v, want ErrPolicy", res.Ref, res.KCV, err)
 	}

@@ -68,10 +68,10 @@ func TestClientRefusesMasqueradingKeys(t *testing.T) {
 	if res, err := e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "m.ZPK", Type: hsm.ZPK}, Components: [][]byte{c1, c2}}); !errors.Is(err, hsm.ErrInput) {
 		t.Errorf("FK of equal halves: %s KCV %s, err %v; want ErrInput", res.Ref, res.KCV, err)
 	}
-	half := tdesECB(t, demoHex("T0000001.TMK"), key[:8], false)
+	half := tdesECB(t, demoHex("T0000009.TMK"), key[:8], false)
 	ecb := fmt.Sprintf("%X%X:D5D44F", half, half)
 	if res, err := e.client.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000009.TPK", Type: hsm.TPK, Owner: "T0000009"},
-		KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb}); !errors.Is(err, hsm.ErrInput) {
+		KEK: hsm.KeyRef{ID: "T0000009.TMK"}, ECB: ecb}); !errors.Is(err, hsm.ErrInput) {
 		t.Errorf("A6 of an ECB form of equal halves: %s KCV %s, err %v; want ErrInput", res.Ref, res.KCV, err)
 	}
 	if n := sent.Load() - before; n != 0 {

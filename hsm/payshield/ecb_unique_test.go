@@ -26,18 +26,18 @@ func TestClientECBImportOfAStoredValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	ecb, _, _ := strings.Cut(gen.Exported, ":")
-	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TAK", Type: hsm.TAK, Owner: "T0000008"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
+	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TAK8", Type: hsm.TAK, Owner: "T0000001"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
 	if err == nil {
 		enc := unhex(ecb)
 		tpkHex := strings.ToUpper(hex.EncodeToString(append(tdesECB(t, demoHex("T0000001.TMK"), enc[:8], true), tdesECB(t, demoHex("T0000001.TMK"), enc[8:], true)...)))
 		clearBlock := unhex("041274EDCBA9876F")
-		m, merr := e.client.GenerateMAC(ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000008.TAK"}, Data: clearBlock})
+		m, merr := e.client.GenerateMAC(ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000001.TAK8"}, Data: clearBlock})
 		t.Errorf("A6 stored the TPK's ECB form as a TAK: its M6 of the clear PIN block %X is %X (%v), the block enciphered under the TPK: %X",
 			clearBlock, m, merr, tdesECB(t, tpkHex, clearBlock, false))
 	} else if !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "T0000001.TPK8") {
 		t.Errorf("A6 of the TPK's ECB form as a TAK: %v, want ErrPolicy naming T0000001.TPK8", err)
 	}
-	re, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TPK8", Type: hsm.TPK, Owner: "T0000008"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
+	re, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TPK8", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
 	if err != nil || re.Ref.Version != 2 || re.KCV != gen.KCV {
 		t.Fatalf("A6 of the TPK's ECB form as a new version of T0000001.TPK8: %+v, %v", re, err)
 	}

@@ -67,7 +67,7 @@ func TestClientImportChecksKCV(t *testing.T) {
 	}
 
 	// An ECB key without a KCV is refused before anything is sent.
-	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "X.TPK", Type: hsm.TPK}, KEK: tmk, ECB: ecb})
+	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.XTPK", Type: hsm.TPK, Owner: "T0000001"}, KEK: tmk, ECB: ecb})
 	if !errors.Is(err, hsm.ErrInput) {
 		t.Fatalf("A6 of an ECB key without KCV: %v, want ErrInput", err)
 	}

@@ -688,6 +688,11 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	if err := hsm.CheckKEKStrength(req.Algorithm, krec, "imported"); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
+	// As the software HSM, before A6: a key comes in under a TMK only where it
+	// could leave under it (a payShield imports under a TMK what it is given).
+	if err := hsm.CheckImportWrap(ctx, c.store, req.KeySpec, version, krec); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
 	wrapped, form := strings.TrimSpace(req.ECB), "ecb"
 	if req.TR31 != "" {
 		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"

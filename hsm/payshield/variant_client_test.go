@@ -184,7 +184,7 @@ func TestClientEveryCommandVariant(t *testing.T) {
 	if err != nil || imp.KCV != gen.KCV || imp.Ref.Version != gen.Ref.Version+1 {
 		t.Fatalf("A6 ECB under the TMK: %+v, %v", imp, err)
 	}
-	if _, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "ECB.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: gen.KCV}); !errors.Is(err, hsm.ErrPolicy) {
+	if _, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.ECBTAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: gen.KCV}); !errors.Is(err, hsm.ErrPolicy) {
 		t.Fatalf("A6 ECB of a stored key's value under a new ID: %v, want ErrPolicy", err)
 	}
 	blk, err := e.client.ExportKey(ctx, hsm.ExportKeyRequest{Key: imp.Ref, ExportSpec: hsm.ExportSpec{KEK: zmk, Format: hsm.ExportTR31}})
@@ -195,7 +195,7 @@ func TestClientEveryCommandVariant(t *testing.T) {
 	if err != nil || imp.KCV != gen.KCV {
 		t.Fatalf("A6: %+v, %v; want KCV %s", imp, err, gen.KCV)
 	}
-	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "BAD.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: "000000"})
+	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.BADTAK", Type: hsm.TAK, Owner: "T0000001"}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: "000000"})
 	if !errors.Is(err, hsm.ErrKCVMismatch) {
 		t.Fatalf("A6 wrong KCV: %v, want ErrKCVMismatch", err)
 	}

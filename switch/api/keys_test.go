@@ -150,12 +150,20 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/cer.ZMK/status", keys.StatusRequest{Version: 1, Status: "revoked", Reason: "test"}, &info); err != nil || info.Status != hsm.StatusRevoked {
 		t.Fatalf("revoke: %+v %v", info, err)
 	}
+	// A ZMK of the importer's choice under a terminal's TMK (since 8 December 2026).
+	tmk, _ := hex.DecodeString("2315208C9110AD40F5B83C4A6E1D7F92")
+	evilZMK, err := tr31.Wrap(tmk, tr31.Header{Version: tr31.VersionB, Usage: tr31.UsageKEK, Algorithm: tr31.AlgTDES, ModeOfUse: tr31.ModeEncDec,
+		KeyVersion: "00", Exportability: tr31.ExportNone}, []byte("0123456789ABCDEF"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		method, path string
 		body         any
 		want         int
 	}{
 		{"GET", "/api/v1/keys/nope", nil, 404},
+		{"POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "evil.ZMK", Type: "ZMK", Owner: "T0000001"}, KEK: "T0000001.TMK", TR31: evilZMK}, 400},
 		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "demo.ZPK", Type: "TAK"}}, 400},
 		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "x", Type: "BOGUS"}}, 400},
 		{"POST", "/api/v1/keys/generate", map[string]any{"id": "x", "type": "ZPK", "unknown": 1}, 400},
@@ -239,7 +247,7 @@ func TestAPIECBImportOfAStoredValue(t *testing.T) {
 		req   keys.ImportRequest
 		clash string
 	}{
-		{keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "T0000010.TAK", Type: "TAK", Owner: "T0000010"}, KEK: "T0000001.TMK", ECB: gen.Exported}, "T0000010.TPK"},
+		{keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "T0000010.TAK", Type: "TAK", Owner: "T0000001"}, KEK: "T0000001.TMK", ECB: gen.Exported}, "T0000010.TPK"},
 		{keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "demo.ZAK", Type: "ZAK", Owner: "demo"}, KEK: "demo.ZMK", ECB: zpk.Block}, "demo.ZPK"},
 	} {
 		var res hsm.KeyResult
@@ -250,7 +258,7 @@ func TestAPIECBImportOfAStoredValue(t *testing.T) {
 		}
 	}
 	var re hsm.KeyResult
-	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "T0000010.TPK", Type: "TPK", Owner: "T0000010"}, KEK: "T0000001.TMK", ECB: gen.Exported}, &re); err != nil || re.Ref.Version != 2 || re.KCV != gen.KCV {
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "T0000010.TPK", Type: "TPK", Owner: "T0000001"}, KEK: "T0000001.TMK", ECB: gen.Exported}, &re); err != nil || re.Ref.Version != 2 || re.KCV != gen.KCV {
 		t.Fatalf("the TPK re-sent as a new version of T0000010.TPK: %+v, %v", re, err)
 	}
 }
