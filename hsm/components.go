@@ -14,10 +14,15 @@ import (
 // components that combine to the all-zero key. For DES keys (TDES-2KEY, TDES-3KEY)
 // the comparisons ignore the parity bit of each byte, as DES does: components that
 // differ only in parity are equal keys, and a key of parity bits only is the all-zero
-// key (odd parity turns it into the weak key 0101...01). Each component must be of
+// key (odd parity turns it into the weak key 0101...01). The same holds part by part
+// (keyParts: a DES key's 8-byte keys, an AES key's halves): a component with an
+// all-zero part leaves that part of the key to the other custodians (of two, one
+// custodian knows half the key), and components that combine to a key with an
+// all-zero part, or to a TDES-3KEY key whose first and last parts are equal (a
+// double-length key in triple-length form), are refused. Each component must be of
 // the algorithm's key length, and the key they form must pass CheckKeyHalves (single:
 // KeySpec.SingleLength). The caller wipes the components; CheckComponents wipes its
-// own copies.
+// own copies. Errors name the component and the part, never a value.
 func CheckComponents(alg Algorithm, comps [][]byte, single bool) error {
 	n := alg.KeyLength()
 	if n == 0 {
@@ -47,6 +52,9 @@ func CheckComponents(alg Algorithm, comps [][]byte, single bool) error {
 		if isZero(m) {
 			return fmt.Errorf("%w: component %d is all zero%s: the other components alone form the key", ErrInput, i+1, parityNote(alg))
 		}
+		if p, ok := zeroPart(alg, m); ok {
+			return fmt.Errorf("%w: component %d's %s is all zero%s: the other components alone form that part of the key", ErrInput, i+1, p, parityNote(alg))
+		}
 		for j := range i {
 			if subtle.ConstantTimeCompare(m, masked[j]) == 1 {
 				return fmt.Errorf("%w: components %d and %d are equal%s: they cancel out, leaving the key known to one custodian (or all zero)", ErrInput, j+1, i+1, parityNote(alg))
@@ -57,7 +65,37 @@ func CheckComponents(alg Algorithm, comps [][]byte, single bool) error {
 	if isZero(key) {
 		return fmt.Errorf("%w: the components combine to the all-zero key%s", ErrInput, parityNote(alg))
 	}
+	if p, ok := zeroPart(alg, key); ok {
+		return fmt.Errorf("%w: the components combine to a key whose %s is all zero%s: that part is known to all, and the key is weaker than its length says", ErrInput, p, parityNote(alg))
+	}
+	if alg == TDES3KEY && subtle.ConstantTimeCompare(key[:8], key[16:]) == 1 {
+		return fmt.Errorf("%w: the components combine to a TDES-3KEY key whose first and last parts are equal%s: a double-length key masquerading as a triple-length one", ErrInput, parityNote(alg))
+	}
 	return CheckKeyHalves(alg, key, single)
+}
+
+// zeroPart reports whether a part of key (of algorithm alg; parity bits already
+// cleared for DES) is all zero, and names it: the 8-byte DES keys of a TDES key
+// ("first half", "second half"; "first part", ... of a TDES-3KEY key), the two halves
+// of an AES key. A key of one part (none here) has none to report.
+func zeroPart(alg Algorithm, key []byte) (string, bool) {
+	n, word := 2, "half"
+	if !alg.IsAES() {
+		n = len(key) / 8
+		if n == 3 {
+			word = "part"
+		}
+	}
+	if n < 2 || len(key)%n != 0 {
+		return "", false
+	}
+	size := len(key) / n
+	for i := range n {
+		if isZero(key[i*size : (i+1)*size]) {
+			return []string{"first", "second", "third"}[i] + " " + word, true
+		}
+	}
+	return "", false
 }
 
 func parityNote(alg Algorithm) string {

@@ -2,7 +2,9 @@ package hsm_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -68,4 +70,52 @@ func aesKCV(t *testing.T, key []byte) string {
 		t.Fatal(err)
 	}
 	return k.String()
+}
+
+// TestFormKeyComponentPartsSplitTheKey: split knowledge holds part by part. A
+// component whose half (a DES key of a TDES-2KEY key, parity bits ignored) is all
+// zero leaves that half of the key to the other custodian alone; components whose
+// halves cancel give a key with an all-zero half (known to all) or, for a
+// TDES-3KEY key, equal first and last parts (a double-length key in triple-length
+// form). FormKey formed all of them. Each is refused (ErrInput), the error naming
+// the component and the part, never a value; both backends apply CheckComponents.
+func TestFormKeyComponentPartsSplitTheKey(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	a := hx(t, "0123456789ABCDEF")
+	b := hx(t, "FEDCBA9876543210")
+	c := hx(t, "C1D0F8FB4958670D")
+	d := hx(t, "3C5A7E9112B4D6F8")
+	parityOnly := bytes.Repeat([]byte{0x01}, 8)
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	for _, tc := range []struct {
+		name  string
+		alg   hsm.Algorithm
+		comps [][]byte
+		want  string
+	}{
+		{"component with an all-zero second half", hsm.TDES2KEY, [][]byte{cat(a, make([]byte, 8)), cat(c, d)}, "component 1's second half is all zero"},
+		{"component with a first half of parity bits only", hsm.TDES2KEY, [][]byte{cat(a, b), cat(parityOnly, d)}, "component 2's first half is all zero"},
+		{"TDES-3KEY component with an all-zero middle part", hsm.TDES3KEY, [][]byte{cat(a, b, c), cat(d, make([]byte, 8), a)}, "component 2's second part is all zero"},
+		{"AES component with an all-zero half", hsm.AES128, [][]byte{cat(a, b), cat(make([]byte, 8), d)}, "component 2's first half is all zero"},
+		{"halves cancel into an all-zero first half", hsm.TDES2KEY, [][]byte{cat(a, b), cat(a, d)}, "key whose first half is all zero"},
+		{"of three, halves cancel into an all-zero second half", hsm.TDES2KEY, [][]byte{cat(a, b), cat(c, d), cat(d, xor3(b, d, make([]byte, 8)))}, "key whose second half is all zero"},
+		{"halves cancel into equal halves (single DES)", hsm.TDES2KEY, [][]byte{cat(a, b), cat(c, xor3(a, b, c))}, "two halves are equal"},
+		{"TDES-3KEY first and last parts equal", hsm.TDES3KEY, [][]byte{cat(a, b, c), cat(d, a, xor3(a, c, d))}, "first and last parts are equal"},
+	} {
+		res, err := e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "p.ZMK", Type: hsm.ZMK, Algorithm: tc.alg}, Components: tc.comps})
+		if !errors.Is(err, hsm.ErrInput) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: formed %s with KCV %s, err %v; want ErrInput saying %q", tc.name, res.Ref, res.KCV, err, tc.want)
+			continue
+		}
+		for _, comp := range tc.comps {
+			if strings.Contains(strings.ToUpper(err.Error()), strings.ToUpper(hex.EncodeToString(comp[:8]))) {
+				t.Errorf("%s: the error shows a component: %v", tc.name, err)
+			}
+		}
+	}
+	// Components with no zero part that form a proper key still do.
+	if _, err := e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "p.ZMK", Type: hsm.ZMK, Algorithm: hsm.TDES3KEY},
+		Components: [][]byte{cat(a, b, c), cat(d, a, b)}}); err != nil {
+		t.Fatalf("proper TDES-3KEY components: %v", err)
+	}
 }

@@ -17,7 +17,8 @@ import (
 // components: a payShield forms whatever it is given. Two components equal but for
 // their DES parity bits (the key 0101...01, a DES weak key) and an all-zero component
 // (the other custodian's component is the key) are ErrInput and send no FK; the
-// client sent both before.
+// client sent both before. So are, since 8 December 2026, a component with an
+// all-zero half and components whose halves cancel into one.
 func TestClientFormKeyChecksComponents(t *testing.T) {
 	var fk atomic.Int64
 	addr, _ := serve(t, payshield.ServerOptions{BeforeCommand: func(_ context.Context, code string) {
@@ -35,6 +36,9 @@ func TestClientFormKeyChecksComponents(t *testing.T) {
 	for name, comps := range map[string][][]byte{
 		"equal but for parity": {c, flipped},
 		"all-zero component":   {bytes.Repeat([]byte{0x01}, 16), c},
+		// Since 8 December 2026: one custodian would know half the key.
+		"component with an all-zero half":     {append(append([]byte(nil), c[:8]...), make([]byte, 8)...), unhex("C1D0F8FB4958670DBA40AB1F3752EF0D")},
+		"halves cancel into an all-zero half": {c, append(append([]byte(nil), c[:8]...), unhex("3C5A7E9112B4D6F8")...)},
 	} {
 		res, err := e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "c.ZMK", Type: hsm.ZMK}, Components: comps})
 		if !errors.Is(err, hsm.ErrInput) {
