@@ -99,6 +99,18 @@ func hx(t testing.TB, s string) []byte {
 // form stores a key of known value (two components) and returns its handle.
 func (e *env) form(spec hsm.KeySpec, keyHex string) hsm.KeyRef {
 	e.t.Helper()
+	return e.formKey(hsm.FormKeyRequest{KeySpec: spec}, keyHex)
+}
+
+// formShared is form for a value the store may hold under another key ID already
+// (FormKeyRequest.AllowStoredValue): a published test key that is a demo key's too.
+func (e *env) formShared(spec hsm.KeySpec, keyHex string) hsm.KeyRef {
+	e.t.Helper()
+	return e.formKey(hsm.FormKeyRequest{KeySpec: spec, AllowStoredValue: true}, keyHex)
+}
+
+func (e *env) formKey(req hsm.FormKeyRequest, keyHex string) hsm.KeyRef {
+	e.t.Helper()
 	key := hx(e.t, keyHex)
 	c1 := make([]byte, len(key))
 	for i := range c1 {
@@ -108,7 +120,8 @@ func (e *env) form(spec hsm.KeySpec, keyHex string) hsm.KeyRef {
 	for i := range c2 {
 		c2[i] = key[i] ^ c1[i]
 	}
-	res, err := e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: spec, Components: [][]byte{c1, c2}})
+	req.Components = [][]byte{c1, c2}
+	res, err := e.hsm.FormKey(e.ctx, req)
 	if err != nil {
 		e.t.Fatal(err)
 	}

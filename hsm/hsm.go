@@ -215,6 +215,11 @@ type FormKeyRequest struct {
 	// Components are 2 or 3 clear components of the key's length; the caller wipes
 	// them. The key is their XOR (DES keys are then given odd parity).
 	Components [][]byte `json:"-"`
+	// AllowStoredValue lets the key's value be one already stored under another
+	// key ID, which FormKey otherwise refuses (UniqueValue). Only keys.LoadDemo sets
+	// it: the public demo keys share values (one TMK and one TPK for several
+	// terminals). Neither the admin API nor the key ceremony sets it.
+	AllowStoredValue bool `json:"-"`
 }
 
 // ImportKeyRequest asks for a key encrypted under a KEK to be imported.

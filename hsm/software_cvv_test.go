@@ -29,8 +29,8 @@ func TestCVV(t *testing.T) {
 	if err := e.hsm.VerifyCVV(e.ctx, hsm.CVVRequest{Key: ref, PAN: pan, Expiry: "2912", ServiceCode: "201"}, wrong); !errors.Is(err, hsm.ErrCVVMismatch) {
 		t.Fatalf("wrong CVV: %v", err)
 	}
-	// The published Visa test CVK pair and CVV.
-	visa := e.form(hsm.KeySpec{ID: "visa.CVK", Type: hsm.CVK}, "0123456789ABCDEFFEDCBA9876543210")
+	// The published Visa test CVK pair and CVV (the demo BDK's value too).
+	visa := e.formShared(hsm.KeySpec{ID: "visa.CVK", Type: hsm.CVK}, "0123456789ABCDEFFEDCBA9876543210")
 	if err := e.hsm.VerifyCVV(e.ctx, hsm.CVVRequest{Key: visa, PAN: "4123456789012345", Expiry: "8701", ServiceCode: "101"}, "561"); err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,13 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 	if !req.Algorithm.IsAES() {
 		sym.SetOddParity(key)
 	}
-	res, _, err := s.newRecord(ctx, req.KeySpec, version, key, 0, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")), nil)
+	// Components carry no key type: the same components entered again must not
+	// make a second key of another ID (and type) of one value (UniqueValue).
+	var unique *UniqueValue
+	if !req.AllowStoredValue {
+		unique = &UniqueValue{KCVs: valueKCVs(key), Same: s.sameValue(req.Algorithm, key), Formed: true}
+	}
+	res, _, err := s.newRecord(ctx, req.KeySpec, version, key, 0, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")), unique)
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}

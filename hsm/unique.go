@@ -23,6 +23,15 @@ import (
 // whatever that key's type. Versions of the ID being imported are exempt (the same
 // key re-sent, or re-imported as a new version, is still one key with one type).
 //
+// A key formed from clear components (FormKey) is checked the same way, since 8
+// December 2026: components carry no key type either, and the same components
+// entered again formed the same key value under another ID and type (a ZMK that was
+// also a TAK and a TPK: MAC generation under the TAK enciphers under the ZMK). The
+// public demo keys, which share values (keys.DemoKeys), are formed with
+// FormKeyRequest.AllowStoredValue. A TR-31 import is not checked: its block binds
+// the key's usage, and one key may legitimately come as blocks under two IDs (a key
+// sent to two zones).
+//
 // The check is on values the key store holds. A key the switch exported in ECB form
 // and later destroyed (a terminal's working key past its grace window) is no longer
 // found, but it no longer serves anything here either: a MAC key made of a dead PIN
@@ -45,6 +54,9 @@ type UniqueValue struct {
 	// for the switch (payShield) refuses a different key that shares a 6-digit KCV
 	// too, about one import in 16.7 million per stored key version.
 	Same func(KeyRecord) (bool, error)
+	// Formed says the new key was formed from clear components (FormKey) rather
+	// than imported from an ECB form: it words the error.
+	Formed bool
 }
 
 // Matches reports whether a stored record's KCV is one of u's, so that it must be
@@ -53,23 +65,27 @@ func (u *UniqueValue) Matches(rec KeyRecord) bool { return slices.Contains(u.KCV
 
 // Clash compares the new record r with candidates (the stored versions of other key
 // IDs for which Matches holds) and returns an error wrapping ErrPolicy naming the
-// first that holds the same key value, or nil.
+// first that holds the same key value (its ID, never the value), or nil.
 func (u *UniqueValue) Clash(r KeyRecord, candidates []KeyRecord) error {
+	from, carries, verb, who := "from an ECB form", "an ECB form carries", "import", "the sender"
+	if u.Formed {
+		from, carries, verb, who = "formed from components", "components carry", "form", "the custodians"
+	}
 	for _, c := range candidates {
 		if c.ID == r.ID || !u.Matches(c) {
 			continue
 		}
 		if u.Same == nil {
-			return fmt.Errorf("%w: %s (a %s from an ECB form) has KCV %s, that of %s, a %s: an ECB form carries no key type, so one key value is never stored under two key IDs (this HSM compares check values, not values: a different key sharing the 6-digit KCV is refused too); ask the sender for a new key",
-				ErrPolicy, r.Ref(), r.Type, r.KCV, c.Ref(), c.Type)
+			return fmt.Errorf("%w: %s (a %s %s) has KCV %s, that of %s, a %s: %s no key type, so one key value is never stored under two key IDs (this HSM compares check values, not values: a different key sharing the 6-digit KCV is refused too); ask %s for a new key",
+				ErrPolicy, r.Ref(), r.Type, from, r.KCV, c.Ref(), c.Type, carries, who)
 		}
 		same, err := u.Same(c)
 		if err != nil {
-			return fmt.Errorf("%w: %s (a %s from an ECB form) has KCV %s, that of %s, and the two values could not be compared: %w", ErrPolicy, r.Ref(), r.Type, r.KCV, c.Ref(), err)
+			return fmt.Errorf("%w: %s (a %s %s) has KCV %s, that of %s, and the two values could not be compared: %w", ErrPolicy, r.Ref(), r.Type, from, r.KCV, c.Ref(), err)
 		}
 		if same {
-			return fmt.Errorf("%w: %s (a %s from an ECB form, KCV %s) is the key already stored as %s, a %s: an ECB form carries no key type, so one key value is never stored under two key IDs, where it would serve two purposes or two owners; if it is that key, import it as a new version of %s, otherwise ask the sender for a new key",
-				ErrPolicy, r.Ref(), r.Type, r.KCV, c.Ref(), c.Type, c.ID)
+			return fmt.Errorf("%w: %s (a %s %s, KCV %s) is the key already stored as %s, a %s: %s no key type, so one key value is never stored under two key IDs, where it would serve two purposes or two owners; if it is that key, %s it as a new version of %s, otherwise ask %s for a new key",
+				ErrPolicy, r.Ref(), r.Type, from, r.KCV, c.Ref(), c.Type, carries, verb, c.ID, who)
 		}
 	}
 	return nil

@@ -146,6 +146,8 @@ func LoadDemo(ctx context.Context, store *Store, h hsm.HSM) error {
 		res, err := h.FormKey(ctx, hsm.FormKeyRequest{
 			KeySpec:    hsm.KeySpec{ID: d.ID, Type: d.Type, Algorithm: hsm.TDES2KEY, MACAlgorithm: d.MACAlgorithm, Owner: d.Owner},
 			Components: [][]byte{c1, c2},
+			// The demo keys share public values (T0000001.TMK is LT.TMK, ...).
+			AllowStoredValue: true,
 		})
 		clear(key)
 		clear(c1)

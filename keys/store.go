@@ -427,10 +427,15 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 	}, nil)
 	if err != nil {
 		if req.Unique != nil && errors.Is(err, hsm.ErrPolicy) {
-			// An ECB form of a key already held here, offered as another key: a
-			// mistake, or someone trying to give one key value a second purpose.
+			// An ECB form (or components) of a key already held here, offered as
+			// another key: a mistake, or someone trying to give one key value a
+			// second purpose.
+			msg := "ECB import refused: its value is stored under another key ID"
+			if req.Unique.Formed {
+				msg = "key formed from components refused: its value is stored under another key ID"
+			}
 			s.log.Warn().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Str("actor", req.Event.Actor).
-				Str("reason", err.Error()).Msg("ECB import refused: its value is stored under another key ID")
+				Str("reason", err.Error()).Msg(msg)
 		}
 		if errors.Is(err, hsm.ErrKeyExists) || errors.Is(err, hsm.ErrInput) || errors.Is(err, hsm.ErrPolicy) {
 			return err

@@ -42,3 +42,28 @@ func TestClientECBImportOfAStoredValue(t *testing.T) {
 		t.Fatalf("A6 of the TPK's ECB form as a new version of T0000001.TPK8: %+v, %v", re, err)
 	}
 }
+
+// TestClientFormKeyRefusesAStoredValue: as the software HSM, the client has the key
+// store refuse a key formed from components whose KCV is that of a key stored under
+// another ID (hsm.UniqueValue): the same two components entered as a ZMK and then
+// as a TAK made one value serve both. The refusal names the stored key; the key
+// formed again as a new version of its own ID comes in.
+func TestClientFormKeyRefusesAStoredValue(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
+	c1 := unhex("E4452875AABEC56C9278CE44D4932F84")
+	c2 := unhex("503E787826667AEDD3D39E5A0AC725AC")
+	form := func(id string, kt hsm.KeyType) (hsm.KeyResult, error) {
+		return e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: id, Type: kt, Owner: "bank-a"}, Components: [][]byte{c1, c2}})
+	}
+	zmk, err := form("bank-a.ZMK", hsm.ZMK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := form("bank-a.TAK", hsm.TAK); !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "bank-a.ZMK v1") {
+		t.Errorf("FK of the ZMK's components as a TAK: %+v, %v; want ErrPolicy naming bank-a.ZMK v1", res, err)
+	}
+	if re, err := form("bank-a.ZMK", hsm.ZMK); err != nil || re.Ref.Version != 2 || re.KCV != zmk.KCV {
+		t.Fatalf("FK of the ZMK's components as a new version of bank-a.ZMK: %+v, %v", re, err)
+	}
+}

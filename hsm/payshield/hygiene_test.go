@@ -24,7 +24,8 @@ func TestVerifyCVVErrorWithoutTheCVV(t *testing.T) {
 	for i := range c2 {
 		c2[i] = cvk[i] ^ c1[i]
 	}
-	if _, err := e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "VISA.CVK", Type: hsm.CVK}, Components: [][]byte{c1, c2}}); err != nil {
+	// AllowStoredValue: the Visa test CVK is the demo BDK's value.
+	if _, err := e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "VISA.CVK", Type: hsm.CVK}, Components: [][]byte{c1, c2}, AllowStoredValue: true}); err != nil {
 		t.Fatal(err)
 	}
 	cv := hsm.CVVRequest{Key: hsm.KeyRef{ID: "VISA.CVK"}, PAN: "4123456789012345", Expiry: "8701", ServiceCode: "101"}

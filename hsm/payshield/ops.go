@@ -646,7 +646,13 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	if err := fs.Err(); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: answer FL: %w", req.ID, err)
 	}
-	res, err := c.put(ctx, req.KeySpec, version, tok, k, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")), nil)
+	// As the software HSM: a formed key's value is not one stored under another key
+	// ID (hsm.UniqueValue); the HSM does not compare values, so the KCV stands for it.
+	var unique *hsm.UniqueValue
+	if !req.AllowStoredValue {
+		unique = &hsm.UniqueValue{KCVs: []string{k}, Formed: true}
+	}
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")), unique)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}

@@ -151,7 +151,8 @@ func TestClientEveryCommandVariant(t *testing.T) {
 	for i := range c2 {
 		c2[i] = cvk[i] ^ c1[i]
 	}
-	if res, err := e.client.FormKey(ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "VISA.CVK", Type: hsm.CVK}, Components: [][]byte{c1, c2}}); err != nil || res.KCV != "08D7B4" {
+	// AllowStoredValue: the Visa test CVK is the demo BDK's value.
+	if res, err := e.client.FormKey(ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "VISA.CVK", Type: hsm.CVK}, Components: [][]byte{c1, c2}, AllowStoredValue: true}); err != nil || res.KCV != "08D7B4" {
 		t.Fatalf("FK CVK: %+v, %v", res, err)
 	}
 	cv := hsm.CVVRequest{Key: hsm.KeyRef{ID: "VISA.CVK"}, PAN: "4123456789012345", Expiry: "8701", ServiceCode: "101"}
