@@ -270,6 +270,12 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 		}
 		h, k, err := tr31.Unwrap(kl.raw, strings.TrimSpace(req.TR31))
 		if err != nil {
+			// A block that does not parse or authenticate under the KEK (altered,
+			// damaged, or under another key) is bad input, as a wrong KCV is: until
+			// 8 December 2026 it was answered 500 and logged as an internal error.
+			if errors.Is(err, tr31.ErrHeader) || errors.Is(err, tr31.ErrBlock) || errors.Is(err, tr31.ErrMAC) {
+				return KeyResult{}, fmt.Errorf("import key %s: %w: TR-31 block under %s: %w", req.ID, ErrInput, krec.Ref(), err)
+			}
 			return KeyResult{}, fmt.Errorf("import key %s: TR-31 block under %s: %w", req.ID, krec.Ref(), err)
 		}
 		key = k

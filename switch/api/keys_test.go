@@ -164,6 +164,9 @@ func TestAPIKeyLifecycle(t *testing.T) {
 	}{
 		{"GET", "/api/v1/keys/nope", nil, 404},
 		{"POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "evil.ZMK", Type: "ZMK", Owner: "T0000001"}, KEK: "T0000001.TMK", TR31: evilZMK}, 400},
+		// A block whose header was changed (exportability N to E: its MAC fails): bad
+		// input, not a 500.
+		{"POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "z.ZPK", Type: "ZPK"}, KEK: "demo.ZMK", TR31: ex.Block[:11] + "E" + ex.Block[12:]}, 400},
 		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "demo.ZPK", Type: "TAK"}}, 400},
 		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "x", Type: "BOGUS"}}, 400},
 		{"POST", "/api/v1/keys/generate", map[string]any{"id": "x", "type": "ZPK", "unknown": 1}, 400},
