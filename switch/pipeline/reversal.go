@@ -417,15 +417,15 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			return p.systemError(t, err)
 		}
 		var releaseRefund, reopen *journal.Record // a reversed refund or completion, seen to after unlock
+		if err := p.catchUpBatches(ctx, r.TID); err != nil { // before the lock: it waits on the cluster
+			return p.systemError(t, err)
+		}
 		unlock, err := p.lockRecord(ctx, rrn)
 		if err != nil {
 			return p.systemError(t, err)
 		}
 		orig, err := p.journal.Get(rrn)
-		closed := false
-		if err == nil && inBatch(orig) && orig.Approved() && !orig.Reversed() {
-			closed, err = p.batchClosed(ctx, orig)
-		}
+		var closedErr error
 		switch {
 		case err != nil:
 			unlock()
@@ -469,7 +469,15 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
-		case closed:
+		case inBatch(orig) && func() bool {
+			closed, err := p.batchClosed(orig)
+			closedErr = err
+			return closed || err != nil
+		}():
+			if closedErr != nil {
+				unlock()
+				return p.systemError(t, closedErr)
+			}
 			// The terminal counted it in a batch it has closed (an 0500 after
 			// it), as it would a void's original (ReasonVoidBatchClosed): a
 			// terminal sends the reversals it owes before its 0500, so this one
@@ -575,21 +583,29 @@ func inBatch(orig *journal.Record) bool {
 	return orig.Type == "purchase" || orig.Type == "completion" || orig.Type == "refund"
 }
 
-// batchClosed reports whether orig is in a batch its terminal has closed: its
-// BatchTime is before the terminal's last close, as BatchTotals counts it. In a
-// cluster (CatchUpper) it first waits, up to batchCatchUp, until this node holds
-// every batch close the cluster's stream held, so that an 0500 answered by
-// another node a moment ago counts (before 8 December 2026 only the closes this
-// node had applied did).
-func (p *Pipeline) batchClosed(ctx context.Context, orig *journal.Record) (bool, error) {
-	if c, ok := p.journal.(CatchUpper); ok {
-		cctx, cancel := context.WithTimeout(ctx, batchCatchUp)
-		err := c.CaughtUp(cctx)
-		cancel()
-		if err != nil {
-			return false, fmt.Errorf("change of %s: waiting for terminal %s's batch closes on the other nodes: %w", orig.RRN, orig.TID, err)
-		}
+// catchUpBatches waits, in a cluster (CatchUpper), up to batchCatchUp until this
+// node holds every batch close the cluster's stream held, so that an 0500 of
+// terminal tid answered by another node a moment ago counts for batchClosed
+// (before 8 December 2026 only the closes this node had applied did). It is
+// called before the original's lock is taken: it waits on the cluster, and a
+// stripe held meanwhile would hold up other records' changes.
+func (p *Pipeline) catchUpBatches(ctx context.Context, tid string) error {
+	c, ok := p.journal.(CatchUpper)
+	if !ok {
+		return nil
 	}
+	cctx, cancel := context.WithTimeout(ctx, batchCatchUp)
+	defer cancel()
+	if err := c.CaughtUp(cctx); err != nil {
+		return fmt.Errorf("waiting for terminal %s's batch closes on the other nodes: %w", tid, err)
+	}
+	return nil
+}
+
+// batchClosed reports whether orig is in a batch its terminal has closed: its
+// BatchTime is before the terminal's last close, as BatchTotals counts it (in a
+// cluster, after catchUpBatches).
+func (p *Pipeline) batchClosed(orig *journal.Record) (bool, error) {
 	last, err := p.journal.LastBatch(orig.TID)
 	if err != nil {
 		return false, fmt.Errorf("change of %s: terminal %s's last batch close: %w", orig.RRN, orig.TID, err)
@@ -611,6 +627,9 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 			p.reopenPreauth(reopen)
 		}
 	}()
+	if err := p.catchUpBatches(ctx, r.TID); err != nil { // before the lock: it waits on the cluster
+		return p.systemError(t, err)
+	}
 	unlock, err := p.lockRecord(ctx, rrn)
 	if err != nil {
 		return p.systemError(t, err)
@@ -653,7 +672,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	case orig.Refunded > 0:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-refunded")
 	}
-	if closed, err := p.batchClosed(ctx, orig); err != nil {
+	if closed, err := p.batchClosed(orig); err != nil {
 		return p.systemError(t, err)
 	} else if closed {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", ReasonVoidBatchClosed)
