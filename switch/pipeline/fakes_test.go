@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -622,6 +623,9 @@ type fakeHSM struct {
 	generated    []hsm.GenerateKeyRequest
 	// macs are the MAC requests asked (verified and generated), without their data.
 	macs []hsm.MACRequest
+	// generateYield makes GenerateKey yield the processor a while before it
+	// answers, as an HSM's round trip lets other requests run.
+	generateYield bool
 }
 
 func (h *fakeHSM) VerifyMAC(_ context.Context, req hsm.MACRequest, mac []byte) error {
@@ -663,6 +667,12 @@ func (h *fakeHSM) TranslatePIN(_ context.Context, req hsm.TranslatePINRequest) (
 }
 
 func (h *fakeHSM) GenerateKey(_ context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error) {
+	h.mu.Lock()
+	yield := h.generateYield
+	h.mu.Unlock()
+	for range 200 * btoi(yield) {
+		runtime.Gosched()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.generated = append(h.generated, req)
@@ -914,4 +924,11 @@ func (h *harness) queueRefuses(refuse bool) {
 	if refuse {
 		h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -1510,3 +1510,34 @@ func TestUnsupportedProcessingCode(t *testing.T) {
 		t.Errorf("the void of the purchase: %s %q; want 00", a.RC, a.Reason)
 	}
 }
+
+// TestKeyChangesAtOnce: key changes of one terminal sent side by side (a
+// connection's requests run concurrently) make one new set of keys, and each
+// gets it. Before the terminal's changes were taken one at a time, each missed
+// the others' and generated keys of its own.
+func TestKeyChangesAtOnce(t *testing.T) {
+	h := newHarness(t, withHSM, withTerminal(termMAC))
+	h.macKey = termMAC.Keys.TAK
+	h.hsm.generateYield = true // the HSM's round trip, during which the others come
+	const n = 8
+	answers := make(chan answer, n)
+	var wg sync.WaitGroup
+	for range n {
+		tx := h.purchase(0)
+		tx.MTI, tx.NetCode = "0800", message.NMKeyChange
+		wg.Add(1)
+		go func() { defer wg.Done(); answers <- h.do(tx) }()
+	}
+	wg.Wait()
+	close(answers)
+	var first string
+	for a := range answers {
+		if a.RC != "00" || first != "" && a.DE48 != first {
+			t.Fatalf("key change at once: %+v, want 00 with the one set of keys %q", a.Result, first)
+		}
+		first = a.DE48
+	}
+	if got := len(h.hsm.generated); got != 2 {
+		t.Fatalf("%d key changes at once generated %d keys, want one TPK and one TAK", n, got)
+	}
+}

@@ -200,6 +200,10 @@ func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 strin
 			return message.RCSecurityViolation, message.ReasonTLV(reasonSharedWorkingKey), nil
 		}
 	}
+	// One change of a terminal at a time (a connection's requests run side by
+	// side): the second of two at once finds the first's keys.
+	unlock := p.keyChanges.lock(term.ID)
+	defer unlock()
 	now := p.now()
 	if last, keys, ok := p.keyChanges.recent(term.ID, term.Keys.TMK, now); ok {
 		// The same keys again, as a cup sign-in's repeat gets them: the terminal
@@ -260,10 +264,11 @@ func (p *Pipeline) keyUsersBesides(id, tid string) []string {
 // period. A change within every of the terminal's last gets that change's answer
 // again (its keys under the same TMK: nothing the terminal did not have).
 type keyChangeTimes struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  map[string]keyChangeTaken // terminal ID -> its last key change
-	sweep int                       // the size of last at which to drop the old entries
+	every   time.Duration
+	stripes [64]sync.Mutex // a terminal's changes one at a time (lock)
+	mu      sync.Mutex
+	last    map[string]keyChangeTaken // terminal ID -> its last key change
+	sweep   int                       // the size of last at which to drop the old entries
 }
 
 // keyChangeTaken is a terminal's last key change: when, under which TMK, and
@@ -276,6 +281,14 @@ type keyChangeTaken struct {
 
 func newKeyChangeTimes(every time.Duration) *keyChangeTimes {
 	return &keyChangeTimes{every: every, last: map[string]keyChangeTaken{}, sweep: 1024}
+}
+
+// lock takes terminal tid's stripe for a key change, from its recent to its
+// took, and returns its release.
+func (k *keyChangeTimes) lock(tid string) func() {
+	m := &k.stripes[lockIndex(tid)%len(k.stripes)]
+	m.Lock()
+	return m.Unlock
 }
 
 // recent returns terminal tid's last key change, its time and its DE 48, when it
