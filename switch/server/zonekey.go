@@ -75,10 +75,13 @@ func (s *Server) ChangeZoneKey(ctx context.Context, id, actor string) (*ZoneKeyC
 	_ = m.Field(70, message.NMKeyChange)
 	de48, _ := message.AppendTLV(nil, message.TagPINKey, res.Exported)
 	_ = m.Field(48, string(de48))
-	resp, err := link.Send(ctx, m, 10*time.Second)
+	// Not cut short by the caller (an admin request whose client went away, a
+	// task stopped by a shutdown): the issuer may install the key whatever the
+	// caller does, and the answer decides which key PINs go under.
+	resp, err := link.Send(context.WithoutCancel(ctx), m, 10*time.Second)
 	if err != nil {
 		s.retireZoneKey(hctx, id, res.Ref, "the issuer did not answer the key change")
-		return nil, api.WithStatus(http.StatusBadGateway, fmt.Errorf("issuer %s did not take the new key %s (PINs stay under the current version, the new one is revoked): %w", id, res.Ref, err))
+		return nil, api.WithStatus(http.StatusBadGateway, fmt.Errorf("issuer %s did not take the new key %s: no answer, so in doubt (the issuer may hold it); PINs stay under the current version and the new one is revoked: change the key again: %w", id, res.Ref, err))
 	}
 	if rc, _ := resp.GetString(39); rc != message.RCApproved {
 		s.retireZoneKey(hctx, id, res.Ref, "the issuer refused the key change with "+rc)
