@@ -251,7 +251,7 @@ func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipe
 		return pipeline.OrderStatus{}, err
 	}
 	if dup {
-		return resentStatus(first), nil
+		return d.resentStatus(first), nil
 	}
 	return pipeline.OrderStatus{ID: o.ID, State: qrorder.Open, Payload: payload, Amount: o.Amount, Currency: cur}, nil
 }
@@ -263,17 +263,29 @@ func (d *orderDesk) Resent(_ context.Context, key string) (pipeline.OrderStatus,
 	if err != nil || !ok {
 		return pipeline.OrderStatus{}, false, err
 	}
-	return resentStatus(o), true, nil
+	return d.resentStatus(o), true, nil
 }
 
 // resentStatus is order o as a resend of the request that made it is answered: its
-// code, its state as of now, the amount asked for (and, paid, the auth code).
-func resentStatus(o qrorder.Order) pipeline.OrderStatus {
+// code, its state as of now (paymentUndone: refunded once its payment was voided,
+// reversed or refunded in full), the amount asked for (and, paid, the auth code).
+func (d *orderDesk) resentStatus(o qrorder.Order) pipeline.OrderStatus {
 	st := pipeline.OrderStatus{ID: o.ID, State: o.State, Payload: o.Payload, Amount: o.Amount, Currency: o.Currency, Resent: true}
-	if o.State == qrorder.Paid {
-		st.AuthCode = authCode(o.TransactionID)
-	}
+	st.State, st.AuthCode = d.paidState(o)
 	return st
+}
+
+// paidState is order o's state and auth code as the terminal reads them: a paid
+// order whose payment was undone since (paymentUndone) reads refunded, without
+// an auth code.
+func (d *orderDesk) paidState(o qrorder.Order) (string, string) {
+	if o.State != qrorder.Paid {
+		return o.State, ""
+	}
+	if d.paymentUndone(o) {
+		return qrorder.Refunded, ""
+	}
+	return o.State, authCode(o.TransactionID)
 }
 
 // Order answers terminal tid's (of merchant mid) inquiry of order id, waiting up
@@ -302,11 +314,9 @@ func (d *orderDesk) Order(ctx context.Context, id, tid, mid string) (pipeline.Or
 	}
 	st := pipeline.OrderStatus{ID: o.ID, State: o.State, Amount: o.Amount}
 	if o.State == qrorder.Paid {
-		st.Amount, st.AuthCode = o.PaidAmount, authCode(o.TransactionID)
-		if d.paymentUndone(o) {
-			st.State, st.AuthCode = qrorder.Refunded, ""
-		}
+		st.Amount = o.PaidAmount
 	}
+	st.State, st.AuthCode = d.paidState(o)
 	return st, true, nil
 }
 

@@ -74,5 +74,14 @@ func TestOrderInquiryAfterVoidOrRefund(t *testing.T) {
 		if !ok || err != nil || st.State != c.want || (st.AuthCode != "") != (c.want == qrorder.Paid) {
 			t.Errorf("%s: %+v %v %v; want %s", c.name, st, ok, err, c.want)
 		}
+		// A resend of the request that made the order reads the same (review: it
+		// read paid, with its auth code, after the void).
+		o, err := book.Get(c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rs := d.resentStatus(o); rs.State != c.want || (rs.AuthCode != "") != (c.want == qrorder.Paid) {
+			t.Errorf("%s: resent order request answered %+v; want %s", c.name, rs, c.want)
+		}
 	}
 }
