@@ -90,11 +90,15 @@ type Ratings struct {
 	Poll Duration `yaml:"poll"`
 }
 
-// RefreshClock returns the hour and minute of RefreshAt (default 03:30).
+// DefaultRatingsRefreshAt is Ratings.RefreshAt's default.
+const DefaultRatingsRefreshAt = "03:30"
+
+// RefreshClock returns the hour and minute of RefreshAt (default
+// DefaultRatingsRefreshAt).
 func (r Ratings) RefreshClock() (hour, minute int, err error) {
 	at := r.RefreshAt
 	if at == "" {
-		at = "03:30"
+		at = DefaultRatingsRefreshAt
 	}
 	t, err := time.Parse("15:04", at)
 	if err != nil {

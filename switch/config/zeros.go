@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/switchyard/switchyard/switch/cluster"
 )
 
 // numberLeaves adds to out, by key path (listeners[0].idle_timeout), the value in v
@@ -114,11 +116,11 @@ var emptyUsesDefault = map[string]string{
 	"refunds.policies[].refund_from": "any-time",
 	"hsm.backend":                    "software",
 	"hsm.lmk_scheme":                 "keyblock",
-	"ratings.refresh_at":             "03:30",
-	"cluster.group_pause":            "10ms",
-	"cluster.shed_after":             "2.5s",
-	"cluster.lease_ttl":              "5s",
-	"cluster.lease_refresh":          "1s",
+	"ratings.refresh_at":             DefaultRatingsRefreshAt,
+	"cluster.group_pause":            cluster.DefaultGroupPause.String(),
+	"cluster.shed_after":             cluster.DefaultShedAfter.String(),
+	"cluster.lease_ttl":              cluster.DefaultLeaseTTL.String(),
+	"cluster.lease_refresh":          cluster.DefaultLeaseRefresh.String(),
 }
 
 // listIndex matches a list's index in a key path: [3].
