@@ -416,8 +416,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		} else if err != nil {
 			return p.systemError(t, err)
 		}
-		var releaseRefund, reopen *journal.Record            // a reversed refund or completion, seen to after unlock
-		if err := p.catchUpBatches(ctx, r.TID); err != nil { // before the lock: it waits on the cluster
+		var releaseRefund, reopen *journal.Record // a reversed refund or completion, seen to after unlock
+		// Before the lock: it waits on the cluster.
+		if err := p.catchUpBatches(ctx, r.TID); err != nil {
 			return p.systemError(t, err)
 		}
 		unlock, err := p.lockRecord(ctx, rrn)
