@@ -627,20 +627,11 @@ func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, de
 		}
 		r.Status = st
 		ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: action, KeyID: r.ID, Version: r.Version, KeyType: string(r.Type), KCV: r.KCV, Detail: detail}
-		var c kvsync.Commit
-		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
-			return c.Commit, nil, err
+		c, apply, err := s.recordsCommit(ev, r)
+		if err != nil {
+			return c, nil, err
 		}
-		if err := s.appendAudit(&c, ev); err != nil {
-			return c.Commit, nil, err
-		}
-		return c.Commit, func() {
-			s.mu.Lock()
-			vs := s.recs[r.ID]
-			vs[at(vs, r.Version)] = r
-			s.mu.Unlock()
-			out = r
-		}, nil
+		return c, func() { apply(); out = r }, nil
 	}, nil)
 	if err != nil {
 		if errors.Is(err, hsm.ErrKeyNotFound) || errors.Is(err, hsm.ErrInput) || errors.Is(err, hsm.ErrDemoKey) {
@@ -697,28 +688,15 @@ func (s *Store) Activate(ctx context.Context, ref hsm.KeyRef, grace time.Duratio
 		}
 		r.ActivateAt = now.UTC()
 		ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: "activate", KeyID: r.ID, Version: r.Version, KeyType: string(r.Type), KCV: r.KCV, Detail: detail}
-		var c kvsync.Commit
-		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
-			return c.Commit, nil, err
-		}
+		rs := []hsm.KeyRecord{r}
 		if prev != nil {
-			if err := setJSON(&c, recKey(prev.ID, prev.Version), prev); err != nil {
-				return c.Commit, nil, err
-			}
+			rs = append(rs, *prev)
 		}
-		if err := s.appendAudit(&c, ev); err != nil {
-			return c.Commit, nil, err
+		c, apply, err := s.recordsCommit(ev, rs...)
+		if err != nil {
+			return c, nil, err
 		}
-		return c.Commit, func() {
-			s.mu.Lock()
-			vs := s.recs[r.ID]
-			if prev != nil {
-				vs[at(vs, prev.Version)] = *prev
-			}
-			vs[at(vs, r.Version)] = r
-			s.mu.Unlock()
-			out = r
-		}, nil
+		return c, func() { apply(); out = r }, nil
 	}, nil)
 	if err != nil {
 		if errors.Is(err, hsm.ErrKeyNotFound) || errors.Is(err, hsm.ErrInput) {
@@ -728,6 +706,28 @@ func (s *Store) Activate(ctx context.Context, ref hsm.KeyRef, grace time.Duratio
 	}
 	s.log.Info().Str("key", out.Ref().String()).Str("type", string(out.Type)).Str("kcv", out.KCV).Str("actor", hsm.ActorFrom(ctx)).Msg("key version activated")
 	return out, nil
+}
+
+// recordsCommit is a commit that writes the key records rs and the audit event
+// ev, and the function that puts the records in memory once it is taken.
+func (s *Store) recordsCommit(ev hsm.AuditEvent, rs ...hsm.KeyRecord) (statelog.Commit, func(), error) {
+	var c kvsync.Commit
+	for _, r := range rs {
+		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
+			return c.Commit, nil, err
+		}
+	}
+	if err := s.appendAudit(&c, ev); err != nil {
+		return c.Commit, nil, err
+	}
+	return c.Commit, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, r := range rs {
+			vs := s.recs[r.ID]
+			vs[at(vs, r.Version)] = r
+		}
+	}, nil
 }
 
 // List returns every version of every key, sorted by ID and version. The records
