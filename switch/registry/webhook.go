@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // Webhook targets and signatures: an alert rule may post only to the configured
@@ -20,8 +22,13 @@ import (
 // an address of its choosing (a local port, a metadata service).
 // Its errors show target redacted (RedactWebhookURL): a pending change's preview
 // shows them to every role.
+// A URL holding a card number is refused (as a merchant's webhook URL is,
+// switch/notify): the rule would keep it in clear, and the monitor's posts name it.
 func (r *alerting) webhookAllowed(target string) error {
 	shown := r.RedactWebhookURL(target)
+	if carddata.MaskField(target) != target {
+		return fmt.Errorf("webhook URL %q: holds a card number (a webhook URL is stored and shown to reviewers: remove it)", shown)
+	}
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("webhook URL %q: want an http or https URL", shown)
