@@ -1,10 +1,16 @@
 package registry
 
 import (
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // TestAlertRuleWebhookURLCardNumberRefused: an alert rule whose webhook URL holds
@@ -33,5 +39,44 @@ func TestAlertRuleWebhookURLCardNumberRefused(t *testing.T) {
 	}
 	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "ok", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionWebhook, URL: allowed + "card/1234"}}}); err != nil {
 		t.Fatalf("a webhook URL without a card number: %v", err)
+	}
+}
+
+// TestAlertWebhookFailureLogRedacted: the log lines of a failed alert webhook (the
+// post's error, a retry's, and the run's summary of the target's skipped posts)
+// show its URL redacted, never its path or query (a secret, as every read answer
+// treats it). Before, they carried the HTTP client's error naming the whole URL.
+func TestAlertWebhookFailureLogRedacted(t *testing.T) {
+	dead := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	base := dead.URL
+	dead.Close() // connection refused: the client's *url.Error names the URL
+	target := base + "/hooks/T000/SECRETPATH?token=QSECRET"
+	var logMu sync.Mutex
+	var logs strings.Builder
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: []string{base + "/hooks/"},
+		Logger: zerolog.New(lockedWriter{&logMu, &logs})})
+	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "all", Threshold: Duration(time.Hour), Filter: AlertFilter{Merchants: []string{"000000000000001", "000000000000002"}},
+		Actions: []AlertAction{{Type: ActionWebhook, URL: target}}}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret, WebhookAttempts: 1})
+	f.clock.Advance(2 * time.Hour)
+	if got, err := mon.RunOnce(context.Background(), f.clock.Now()); err != nil || len(got) < 2 {
+		t.Fatalf("first run: %d alerts, %v; want 2 or more", len(got), err)
+	}
+	f.clock.Advance(5 * time.Minute)
+	if _, err := mon.RunOnce(context.Background(), f.clock.Now()); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	for _, want := range []string{"alert webhook failed;", "alert webhook failed again", "first_error", f.reg.RedactWebhookURL(target)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log has no %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "SECRETPATH") || strings.Contains(out, "QSECRET") {
+		t.Errorf("the log shows the webhook URL's path or query:\n%s", out)
 	}
 }

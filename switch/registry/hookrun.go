@@ -213,7 +213,8 @@ func (h *hookRun) do(j *hookJob) {
 }
 
 // result writes the outcome of j (posted with err, or skipped) in its result and
-// logs a failure.
+// logs a failure, the URL redacted (redactedError): its path is a secret. The
+// result keeps it whole (the alert's read answers redact it, redactResults).
 func (h *hookRun) result(j *hookJob, err error) {
 	mo, a, res := h.mo, j.alert.a, j.res
 	switch {
@@ -237,7 +238,7 @@ func (h *hookRun) result(j *hookJob, err error) {
 		res.OK, res.Detail = true, fmt.Sprintf("posted to %s at %s", j.url, h.now.Format(time.RFC3339))
 	case j.kind == hookNew:
 		res.Detail = err.Error()
-		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed; the run's other alerts to it are not posted")
+		mo.reg.log.Error().Err(redactedError(mo.reg.hookKey, j.url, err)).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed; the run's other alerts to it are not posted")
 	default:
 		res.Detail = fmt.Sprintf("%v (tried at %s; again each run until %s)", err, h.now.Format(time.RFC3339),
 			hookRetryFrom(j.kind, a).Add(WebhookRetryFor).Format(time.RFC3339))
@@ -245,7 +246,7 @@ func (h *hookRun) result(j *hookJob, err error) {
 		if j.kind == hookRecovery {
 			what = "alert recovery webhook failed"
 		}
-		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg(what)
+		mo.reg.log.Error().Err(redactedError(mo.reg.hookKey, j.url, err)).Str("alert", a.ID).Str("rule", a.RuleID).Msg(what)
 	}
 }
 
@@ -272,7 +273,7 @@ func (h *hookRun) logDown() {
 	}
 	for target, d := range h.down {
 		if d.skipped > 0 {
-			h.mo.reg.log.Error().Str("webhook", h.mo.reg.RedactWebhookURL(target)).Int("not_posted", d.skipped).AnErr("first_error", d.err).
+			h.mo.reg.log.Error().Str("webhook", h.mo.reg.RedactWebhookURL(target)).Int("not_posted", d.skipped).AnErr("first_error", redactedError(h.mo.reg.hookKey, target, d.err)).
 				Msg("alert webhooks not posted in this run: their target failed")
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"regexp"
 	"slices"
@@ -68,6 +69,22 @@ func (s *store) WebhookFingerprint(u string) string { return WebhookFingerprint(
 // RedactWebhookURL is webhook URL u as this registry's read answers show it (the
 // package's RedactWebhookURL under Options.WebhookURLKey).
 func (s *store) RedactWebhookURL(u string) string { return RedactWebhookURL(s.hookKey, u) }
+
+// redactedError is err, a failed post's to webhook URL u, with u redacted in its
+// message (RedactWebhookURL), for a log line: the monitor's errors name the URL,
+// and an HTTP client's (*url.Error) names it as the request had it. nil for nil.
+func redactedError(key []byte, u string, err error) error {
+	if err == nil || u == "" {
+		return err
+	}
+	red := RedactWebhookURL(key, u)
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.URL != "" {
+		msg = strings.ReplaceAll(msg, ue.URL, red)
+	}
+	return errors.New(strings.ReplaceAll(msg, u, red))
+}
 
 // redactedURL matches a redacted webhook URL: RedactWebhookURL's "hmac:" form, or
 // the "sha256:" form of the versions before, which oplog entries keep.
