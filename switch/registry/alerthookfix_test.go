@@ -80,3 +80,20 @@ func TestAlertWebhookFailureLogRedacted(t *testing.T) {
 		t.Errorf("the log shows the webhook URL's path or query:\n%s", out)
 	}
 }
+
+// TestMonitorWebhookClientNoProxy: the monitor's default webhook client uses no
+// proxy, as the merchants' webhooks' does (switch/notify): through HTTP(S)_PROXY
+// only the proxy's address would be reached, never checked against the
+// allow-list. Before, it used Go's default transport, which honours the proxy
+// variables.
+func TestMonitorWebhookClientNoProxy(t *testing.T) {
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1})
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret})
+	tr, ok := mon.hc.Transport.(*http.Transport)
+	if !ok || tr.Proxy != nil {
+		t.Fatalf("webhook client transport %T (proxy set: %v); want an *http.Transport without a proxy", mon.hc.Transport, ok && tr.Proxy != nil)
+	}
+	if mon.hc.CheckRedirect == nil {
+		t.Error("the webhook client follows redirects")
+	}
+}

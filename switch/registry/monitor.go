@@ -18,7 +18,8 @@ import (
 type MonitorOptions struct {
 	// Interval between runs of Run; default 1 minute.
 	Interval time.Duration
-	// HTTPClient posts webhooks; nil means a client with WebhookTimeout.
+	// HTTPClient posts webhooks; nil means a client with WebhookTimeout that
+	// uses no proxy and follows no redirect.
 	HTTPClient *http.Client
 	// WebhookTimeout bounds one webhook attempt; default 5 s.
 	WebhookTimeout time.Duration
@@ -172,8 +173,13 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
+		// No proxy (HTTP_PROXY, HTTPS_PROXY are ignored), as for merchants' webhooks
+		// (switch/notify): through a proxy the post would go to the proxy's address,
+		// not to the allow-listed target the rule's review checked.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.Proxy = nil
 		// A redirect is not followed: it could lead off the allow-list.
-		hc = &http.Client{Timeout: opts.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		hc = &http.Client{Timeout: opts.WebhookTimeout, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	mo := &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
 	mo.secrets = newWebhookSecrets(opts.WebhookSecret, opts.WebhookSecretPrevious)
