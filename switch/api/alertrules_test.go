@@ -41,8 +41,8 @@ func TestAlertRuleZeroThresholdRefused(t *testing.T) {
 }
 
 // TestSuspendRuleNeedsReview: an alert rule with the suspend action can take the
-// fleet out of service, so it is a change a different reviewer approves; a rule
-// without it (or disabled) is saved at once.
+// fleet out of service, so it is a change a different reviewer approves, and so
+// are its disabling and deletion; a rule without it is saved at once.
 func TestSuspendRuleNeedsReview(t *testing.T) {
 	a := newAPIFixture(t)
 	ctx := context.Background()
@@ -88,9 +88,13 @@ func TestSuspendRuleNeedsReview(t *testing.T) {
 	if len(es) != 1 || es[0].Actor != "demo-reviewer" || es[0].RequestedBy != "demo-operator" || es[0].ChangeID != c.ID {
 		t.Errorf("oplog = %+v", es)
 	}
-	// Disabling it, or a rule that only logs, needs no review.
-	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/all-1m", registry.DemoOperatorToken, "application/json", `{"threshold":"1m","actions":[{"type":"suspend"}],"disabled":true}`); st != 200 {
-		t.Errorf("disabling: %d %s", st, body)
+	// Deleting or disabling it is reviewed too (since the fifteenth release); a
+	// rule that only logs needs no review.
+	if st, body := a.raw(t, "DELETE", "/api/v1/alert-rules/all-1m", registry.DemoOperatorToken, "", ""); st != 403 {
+		t.Errorf("deleting: %d %s, want 403", st, body)
+	}
+	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/all-1m", registry.DemoOperatorToken, "application/json", `{"threshold":"1m","actions":[{"type":"suspend"}],"disabled":true,"reason":"off"}`); st != 202 {
+		t.Errorf("disabling: %d %s, want 202 with a change", st, body)
 	}
 	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/log-1h", registry.DemoOperatorToken, "application/json", `{"threshold":"1h"}`); st != 200 {
 		t.Errorf("log rule: %d %s", st, body)

@@ -550,8 +550,8 @@ func (g *registryAPI) putRule(r *http.Request, p admin.Principal) (any, error) {
 		}
 		ar.ID = id
 	}
-	if ar.ChangesTerminals() {
-		// Reviewed like the suspensions it will make: 202 with the change.
+	if g.reg.AlertRuleNeedsChange(&ar) {
+		// Reviewed like the suspensions it will make (or stop): 202 with the change.
 		return g.request(r, p, registry.Change{Op: registry.OpAlertRulePut, AlertRule: &ar, Reason: body.Reason})
 	}
 	return g.reg.PutAlertRule(actor(p), ar)

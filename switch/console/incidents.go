@@ -94,7 +94,7 @@ func (c *Console) putAlertRule(w http.ResponseWriter, r *http.Request, s *sessio
 	if f("suspend") == "on" {
 		ar.Actions = append(ar.Actions, registry.AlertAction{Type: registry.ActionSuspend})
 	}
-	if ar.ChangesTerminals() {
+	if c.o.Registry.AlertRuleNeedsChange(&ar) {
 		ch, err := c.o.Registry.RequestChange(s.actor(), registry.Change{Op: registry.OpAlertRulePut, AlertRule: &ar, Reason: f("reason")})
 		if err != nil {
 			done(w, r, Prefix+"incidents", "", err)

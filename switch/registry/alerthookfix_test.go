@@ -97,3 +97,39 @@ func TestMonitorWebhookClientNoProxy(t *testing.T) {
 		t.Error("the webhook client follows redirects")
 	}
 }
+
+// TestSuspendingAlertRuleRemovalReviewed: an alert rule that suspends terminals,
+// created only through a reviewed change, is not disabled, stripped of its
+// suspend action or deleted by one operator alone: each is refused with the
+// creation's message, pointing at the change; a reviewed change disables it, and
+// the disabled rule can then be deleted. Before, one operator could undo the
+// reviewed rule directly.
+func TestSuspendingAlertRuleRemovalReviewed(t *testing.T) {
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1})
+	rule := AlertRule{ID: "sus", Threshold: Duration(time.Hour), Filter: AlertFilter{Regions: []string{"CN-BJ"}},
+		Actions: []AlertAction{{Type: ActionLog}, {Type: ActionSuspend}}}
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &rule, Reason: "offline BJ"})
+	want := "alert rule sus suspends terminals: it takes effect only through a change (" + string(OpAlertRulePut) + ") approved by a different reviewer"
+	disabled := rule
+	disabled.Disabled = true
+	noSuspend := rule
+	noSuspend.Actions = []AlertAction{{Type: ActionLog}}
+	for name, ar := range map[string]AlertRule{"disable": disabled, "suspend action off": noSuspend} {
+		if _, err := f.reg.PutAlertRule(alice, ar); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s directly: %v, want 403 %q", name, err, want)
+		}
+		if !f.reg.AlertRuleNeedsChange(&ar) {
+			t.Errorf("%s: AlertRuleNeedsChange false", name)
+		}
+	}
+	if err := f.reg.DeleteAlertRule(alice, "sus"); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), want) {
+		t.Errorf("delete directly: %v, want 403 %q", err, want)
+	}
+	if r := f.reg.alerts.rules["sus"]; r == nil || !r.ChangesTerminals() {
+		t.Fatalf("the rule after the refusals: %+v", r)
+	}
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &disabled, Reason: "stop"})
+	if err := f.reg.DeleteAlertRule(alice, "sus"); err != nil {
+		t.Fatalf("delete the rule disabled by a reviewed change: %v", err)
+	}
+}

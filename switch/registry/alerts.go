@@ -333,7 +333,8 @@ func (r *alerting) alertRules() []AlertRule {
 }
 
 // PutAlertRule creates or replaces a rule on behalf of operator p. A rule that
-// changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
+// changes terminals (ChangesTerminals), or that replaces one that does, is
+// refused: it needs a reviewed change,
 // RequestChange with OpAlertRulePut (the API's PUT does that itself). A webhook URL
 // given redacted, as read answers show it, keeps the rule's URL it stands for
 // (keepWebhookURLs). The rule returned, and the oplog entry, show the webhook URLs
@@ -358,7 +359,7 @@ func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 		return nil, err
 	}
 	if ar.ChangesTerminals() {
-		return nil, forbiddenf("alert rule %s suspends terminals: it takes effect only through a change (%s) approved by a different reviewer", ar.ID, OpAlertRulePut)
+		return nil, suspendingRuleErr(ar.ID)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -366,6 +367,12 @@ func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	ar.UpdatedBy, ar.UpdatedAt = p.Name, now
 	var before any
 	if old := r.rules[ar.ID]; old != nil {
+		if old.ChangesTerminals() {
+			// Disabling it, or taking its suspend action off, is reviewed as
+			// its creation was: one operator alone could otherwise stop the
+			// suspensions a reviewer approved.
+			return nil, suspendingRuleErr(ar.ID)
+		}
 		before = redactedRule(r.hookKey, old)
 	}
 	b := r.ops()
@@ -384,7 +391,28 @@ func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	return &ar, nil
 }
 
-// DeleteAlertRule removes rule id on behalf of operator p. Its alerts stay.
+// suspendingRuleErr is the refusal of a direct edit of alert rule id that
+// suspends terminals (ChangesTerminals), before or after the edit.
+func suspendingRuleErr(id string) error {
+	return forbiddenf("alert rule %s suspends terminals: it takes effect only through a change (%s) approved by a different reviewer", id, OpAlertRulePut)
+}
+
+// AlertRuleNeedsChange says whether putting ar takes a reviewed change
+// (OpAlertRulePut) rather than PutAlertRule: it changes terminals, or the rule it
+// replaces does (disabling it, or taking its suspend action off, is reviewed too).
+func (r *alerting) AlertRuleNeedsChange(ar *AlertRule) bool {
+	if ar.ChangesTerminals() {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.rules[ar.ID]
+	return old != nil && old.ChangesTerminals()
+}
+
+// DeleteAlertRule removes rule id on behalf of operator p. Its alerts stay. A
+// rule that changes terminals (ChangesTerminals) is refused: it is disabled
+// first through a reviewed change (OpAlertRulePut), then deleted.
 func (r *alerting) DeleteAlertRule(p Actor, id string) error {
 	_, err := retry(r.store, func() (struct{}, error) { return struct{}{}, r.deleteAlertRule(p, id) })
 	return err
@@ -399,6 +427,9 @@ func (r *alerting) deleteAlertRule(p Actor, id string) error {
 	old := r.rules[id]
 	if old == nil {
 		return notFoundf("alert rule %s does not exist", id)
+	}
+	if old.ChangesTerminals() {
+		return forbiddenf("alert rule %s suspends terminals: it takes effect only through a change (%s) approved by a different reviewer; to delete it, disable it first through such a change", id, OpAlertRulePut)
 	}
 	now := r.now()
 	b := r.ops()

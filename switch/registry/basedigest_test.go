@@ -61,6 +61,9 @@ func TestAlertRuleApprovalOverNewerRuleRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	off := *f.reg.alerts.rules["sh"]
+	off.Disabled = true // a suspending rule is disabled by a reviewed change before its deletion
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &off, Reason: "off"})
 	if err := f.reg.DeleteAlertRule(carol, "sh"); err != nil {
 		t.Fatal(err)
 	}

@@ -151,6 +151,9 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 	}
 	noSecret("alert", one)
 
+	off := *f.reg.alerts.rules["sp"]
+	off.Disabled = true // a suspending rule is disabled by a reviewed change before its deletion
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &off, Reason: "off"})
 	if err := f.reg.DeleteAlertRule(alice, "sp"); err != nil {
 		t.Fatal(err)
 	}
