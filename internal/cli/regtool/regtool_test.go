@@ -300,6 +300,16 @@ func TestCLIIncidentsAndAlerts(t *testing.T) {
 	if out := e.mustRun(t, op, "alert", "ack", "ALR-1"); !strings.Contains(out, "ALR-1 acknowledged") {
 		t.Errorf("alert ack: %s", out)
 	}
+	// Undoing it is a change too (since 8 December 2026): deleted directly it is
+	// refused; disabled through an approved change, it can be deleted.
+	if code, _, errs := e.run(t, op, "alert-rule", "delete", "sp-1h"); code != ExitError || !strings.Contains(errs, "403") {
+		t.Errorf("direct delete of a suspending rule: exit %d %s, want 403", code, errs)
+	}
+	out = e.mustRun(t, op, "alert-rule", "set", "sp-1h", "--threshold", "1h", "--kind", "softpos", "--action", "log", "--action", "suspend", "--disabled", "--reason", "phones found")
+	if !strings.Contains(out, "CHG-2 requested") {
+		t.Errorf("disabling a suspending rule: %s, want a change", out)
+	}
+	e.mustRun(t, rev, "change", "approve", "CHG-2")
 	if out := e.mustRun(t, op, "alert-rule", "delete", "sp-1h"); !strings.Contains(out, "deleted") {
 		t.Errorf("delete: %s", out)
 	}
