@@ -74,11 +74,11 @@ func (s *Scheduler) Tick(ctx context.Context) {
 			continue
 		}
 		slot := sch.Next(last.In(loc))
-		if slot.After(now) {
+		if slot.IsZero() || slot.After(now) { // zero: no time matches (ParseSchedule refuses it)
 			continue
 		}
 		missed := 0
-		for n := sch.Next(slot); !n.After(now); n = sch.Next(n) {
+		for n := sch.Next(slot); !n.IsZero() && !n.After(now); n = sch.Next(n) {
 			slot = n
 			if missed++; missed > 100000 {
 				break
@@ -247,7 +247,7 @@ func (s *Scheduler) view(t Task) View {
 	}
 	if last, ok, _ := s.lastSlot(t.Name); ok {
 		v.Next = sch.Next(last.In(loc))
-		if now := s.opts.Now(); v.Next.Before(now) {
+		if now := s.opts.Now(); !v.Next.IsZero() && v.Next.Before(now) {
 			v.Next = now // due
 		}
 	} else {

@@ -173,6 +173,13 @@ func ParseSchedule(spec, tz string, def *time.Location) (cron.Schedule, *time.Lo
 	if loc == nil {
 		loc = time.UTC
 	}
+	// A schedule no time matches ("0 0 30 2 *", 30 February: a way of writing
+	// "never") has no next time: Next is zero, which the scheduler read as due, and
+	// the task ran about once a second (found by a trial, 8 December 2026). Disable
+	// a task instead.
+	if s.Next(time.Now().In(loc)).IsZero() {
+		return nil, nil, fmt.Errorf("schedule %q never fires: no time matches it within five years (to stop a task, disable it)", spec)
+	}
 	return s, loc, nil
 }
 

@@ -242,6 +242,9 @@ func TestBadDefinitionsRefused(t *testing.T) {
 		want string
 	}{
 		{Task{Name: "a", Kind: "k", Schedule: "61 * * * *"}, "schedule"},
+		// No time matches: it ran about once a second (a trial, 8 December 2026).
+		{Task{Name: "a", Kind: "k", Schedule: "0 0 30 2 *"}, "never fires"},
+		{Task{Name: "a", Kind: "k", Schedule: "0 0 31 4 *"}, "never fires"},
 		{Task{Name: "a", Kind: "k", Schedule: "@daily", TimeZone: "Mars/Olympus"}, "timezone"},
 		{Task{Name: "a", Kind: "zz", Schedule: "@daily"}, "kind"},
 		{Task{Name: "a/b", Kind: "k", Schedule: "@daily"}, "name"},
