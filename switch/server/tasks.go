@@ -439,6 +439,13 @@ func taskParamChecks(zone string) map[string]func(map[string]string) error {
 			if err := onlyParams("date", "dir")(p); err != nil {
 				return err
 			}
+			// The directory as written is what the reviewer reads: absolute and
+			// clean, so that it is where the file goes (a relative one was
+			// resolved against the working directory, and "/tmp/x/../../etc"
+			// wrote under /etc: a trial, 8 December 2026).
+			if d, ok := p["dir"]; ok && (d == "" || !filepath.IsAbs(d) || filepath.Clean(d) != d) {
+				return fmt.Errorf("params.dir %q: give an absolute path without . or .. parts, as %q (or leave it out for the data directory's settlement/)", d, filepath.Clean("/"+d))
+			}
 			if d := p["date"]; d != "" {
 				loc, err := time.LoadLocation(zone)
 				if err != nil {

@@ -79,6 +79,12 @@ func TestTaskParamsChecked(t *testing.T) {
 		{TaskSettlementFile, map[string]string{"dir": "/srv/settlement", "date": "2026-12-01"}, ""},
 		{TaskSettlementFile, map[string]string{"date": "2026-13-45"}, `params.date: date "2026-13-45": want YYYY-MM-DD`},
 		{TaskSettlementFile, map[string]string{"dirr": "/srv/settlement"}, `parameter "dirr": this kind takes date, dir`},
+		// The directory the reviewer reads is where the file goes (a trial wrote
+		// under /etc through /tmp/x/../../etc, and a relative one went under the
+		// working directory).
+		{TaskSettlementFile, map[string]string{"dir": "/tmp/x/../../etc/probe"}, `params.dir "/tmp/x/../../etc/probe": give an absolute path without . or .. parts, as "/etc/probe"`},
+		{TaskSettlementFile, map[string]string{"dir": "settlement"}, `params.dir "settlement": give an absolute path`},
+		{TaskSettlementFile, map[string]string{"dir": ""}, `params.dir "": give an absolute path`},
 		{TaskZoneKeyChange, map[string]string{"issuer": "cup"}, ""},
 		{TaskZoneKeyChange, nil, "params.issuer"},
 		{TaskKeyRotate, map[string]string{"keys": "a.ZPK, b.ZPK", "grace": "24h"}, ""},
