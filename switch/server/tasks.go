@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -386,13 +387,13 @@ func (s *Server) rotateKeysTask(ctx context.Context, p map[string]string) (strin
 }
 
 // claimSlot decides which node of the cluster runs a task's slot: the one whose
-// create-only put of "task.NAME.UNIXSECONDS" in the leases bucket succeeds.
+// create-only put of taskClaimKey in the leases bucket succeeds.
 func (c *clusterNode) claimSlot(ctx context.Context, task string, slot time.Time) (bool, error) {
 	kv, err := c.node.LeaseKV(ctx)
 	if err != nil {
 		return false, err
 	}
-	key := fmt.Sprintf("task.%s.%d", strings.NewReplacer(".", "_", " ", "_").Replace(task), slot.Unix())
+	key := taskClaimKey(task, slot)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err = kv.Create(cctx, key, []byte(fmt.Sprint(c.cfg.Node)), jetstream.KeyTTL(claimTTL))
@@ -403,6 +404,23 @@ func (c *clusterNode) claimSlot(ctx context.Context, task string, slot time.Time
 		return false, nil
 	}
 	return false, err
+}
+
+// taskClaimKey is the leases bucket's key of task's slot: "task.NAME.UNIXSECONDS"
+// for a name of ASCII letters, digits, '-' and '_', and "task.=HEX.UNIXSECONDS"
+// (the name's bytes in hex) for any other, so that two names never share a key and
+// every key is one the bucket takes. Until 8 December 2026 '.' and ' ' became '_'
+// ("a.b" and "a_b" shared their claims: one of them never ran) and other characters
+// went as they were ("结算" was no valid key: its claims failed every slot, logged
+// only; found by a trial).
+func taskClaimKey(task string, slot time.Time) string {
+	plain := task != "" && !strings.ContainsFunc(task, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})
+	if !plain {
+		task = "=" + hex.EncodeToString([]byte(task)) // "=" is in no plain name
+	}
+	return fmt.Sprintf("task.%s.%d", task, slot.Unix())
 }
 
 // CheckTasks checks the kind and params of each task of c's tasks: as the start does

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,28 @@ func TestSettlementFileSyncsDirectory(t *testing.T) {
 	_, err := s.settlementFile(ctx, time.Now(), params)
 	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), filepath.Join(out, "gone")) {
 		t.Fatalf("settlement with a failed directory sync: %v, want an error naming %s and the directory", err, file)
+	}
+}
+
+// TestTaskClaimKey: the cluster's claim of a task's slot has a key of its own for
+// every name, one the leases bucket takes (NATS KV keys: letters, digits and
+// -/_=.); a name of letters, digits, '-' and '_' keeps the key it had. Before, "a.b"
+// and "a_b" shared their claims (one never ran), and "结算" had no valid key.
+func TestTaskClaimKey(t *testing.T) {
+	slot := time.Unix(1796683200, 0)
+	valid := regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
+	seen := map[string]string{}
+	for _, name := range []string{"nightly-settle_1", "a.b", "a_b", "a b", "结算", `a\b`, "a%2Fb", "x-612e62"} {
+		k := taskClaimKey(name, slot)
+		if !valid.MatchString(k) {
+			t.Errorf("task %q: claim key %q is not a valid key", name, k)
+		}
+		if other, ok := seen[k]; ok {
+			t.Errorf("tasks %q and %q share the claim key %q", other, name, k)
+		}
+		seen[k] = name
+	}
+	if k := taskClaimKey("nightly-settle_1", slot); k != "task.nightly-settle_1.1796683200" {
+		t.Errorf("a plain name's key changed: %q", k)
 	}
 }
