@@ -56,13 +56,16 @@ func runSettle(env *Env, args []string) int {
 		return fail(env, "settle: %v", err)
 	}
 	var w io.Writer = env.Stdout
+	var out *os.File
 	if *outFile != "" {
-		f, err := os.Create(*outFile)
+		// Mode 600, as the switch's own settlement files (a report of every
+		// merchant's takings): os.Create followed the umask (644 under 022).
+		f, err := os.OpenFile(*outFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fail(env, "settle: %v", err)
 		}
-		defer f.Close()
-		w = f
+		defer f.Close() // after the Close below, a no-op
+		out, w = f, f
 	}
 	switch {
 	case *asJSON:
@@ -96,6 +99,9 @@ func runSettle(env *Env, args []string) int {
 			row(l)
 		}
 		err = tw.Flush()
+	}
+	if err == nil && out != nil {
+		err = out.Close() // a write the kernel refused shows here (a full disk)
 	}
 	if err != nil {
 		return fail(env, "settle: %v", err)

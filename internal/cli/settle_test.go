@@ -3,6 +3,8 @@ package cli
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -66,5 +68,26 @@ func TestSettleWithoutDateLetsTheSwitchChoose(t *testing.T) {
 	}
 	if q := <-queries; q != "date=2026-12-01" {
 		t.Errorf("settle --date 2026-12-01 asked for %q", q)
+	}
+}
+
+// TestSettleOutFileMode: settle --out writes its file mode 600 whatever the
+// umask, as the switch's own settlement files (it followed the umask: 644).
+func TestSettleOutFileMode(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(server.Settlement{Date: "2026-12-04", Timezone: "UTC"})
+	})
+	out := filepath.Join(t.TempDir(), "settlement.csv")
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	if code, stdout, errs := runCLI(t, vars, "settle", "--csv", "--out", out); code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, errs)
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Fatalf("settle --out wrote mode %o, want 600", m)
 	}
 }
